@@ -1,0 +1,1 @@
+"""Everything authshim keeps: users, settings and counters, behind one interface."""
