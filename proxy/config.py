@@ -295,15 +295,18 @@ class _Reader:
         return Secret(value)
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and check a TOML config file; raise ``ConfigError`` listing every problem."""
+def _read_toml(path: str | Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    return parse_config(raw, os.environ if env is None else env)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check a TOML config file; raise ``ConfigError`` listing every problem."""
+    return parse_config(_read_toml(path), os.environ if env is None else env)
 
 
 def parse_config(raw: Mapping[str, Any], env: Mapping[str, str]) -> Config:
@@ -600,3 +603,13 @@ ALL_KEYS: tuple[str, ...] = (
     "log.level",
 )  # fmt: skip
 
+
+def load_store_config(path: str | Path) -> tuple[StoreConfig, MigrationConfig]:
+    """Read only ``[store]`` and ``[migration]``: what the store commands need (no secrets)."""
+    raw = _read_toml(path)
+    r = _Reader({})
+    store = _store(r, r.table(raw, "store", ("url", "pool_min", "pool_max")))
+    migration = _migration(r, raw)
+    if r.errors:
+        raise ConfigError(r.errors)
+    return store, migration

@@ -1,3 +1,3 @@
-"""Shared pytest fixtures: stores on every backend, cheap argon2, the fake legacy app."""
+"""Shared pytest fixtures: stores on every backend, the fake legacy app, authshim itself."""
 
-pytest_plugins = ["tests.fixtures.store"]
+pytest_plugins = ["tests.fixtures.store", "tests.fixtures.legacy", "tests.fixtures.proxy"]

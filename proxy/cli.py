@@ -1,0 +1,127 @@
+"""The ``authshim`` command: small and boring argparse; ``main(argv) -> int``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from proxy import log
+from proxy.app import create_app
+from proxy.config import ConfigError, load_config, load_store_config
+from proxy.modes import read_mode, write_mode
+from store.base import MODES
+from store.errors import StoreError
+from store.factory import create_store
+
+DEFAULT_CONFIG = os.environ.get("AUTHSHIM_CONFIG", "authshim.toml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="authshim",
+        description="Move a site's users off its legacy login, one login at a time.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the proxy in front of the legacy app")
+    serve.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="TOML config (default: %(default)s)"
+    )
+
+    check = sub.add_parser(
+        "check-config", help="check a config file and print its problems or 'ok'"
+    )
+    check.add_argument("file")
+
+    mode = sub.add_parser("mode", help="show or switch the migration mode (migrate or cutover)")
+    mode.add_argument("mode", nargs="?", choices=MODES)
+    where = mode.add_mutually_exclusive_group()
+    where.add_argument("--config", default=DEFAULT_CONFIG, help="read [store] from this config")
+    where.add_argument(
+        "--store", help="a store URL instead of a config, e.g. sqlite:///./authshim.db"
+    )
+
+    demo = sub.add_parser("demo", help="run a demo legacy site with authshim in front of it")
+    demo.add_argument(
+        "--port", type=int, default=8080, help="authshim's port (default: %(default)s)"
+    )
+    demo.add_argument("--legacy-port", type=int, default=8000, help="the demo site's port")
+    demo.add_argument("--dir", help="keep the demo's store here (default: a new temporary folder)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one authshim command and return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args.config)
+        if args.command == "check-config":
+            return _check_config(args.file)
+        if args.command == "mode":
+            return asyncio.run(_mode(args))
+        if args.command == "demo":
+            from proxy.demo import run_demo
+
+            return run_demo(port=args.port, legacy_port=args.legacy_port, folder=args.dir)
+    except ConfigError as exc:
+        _problems(exc)
+        return 2
+    except StoreError as exc:
+        print(f"authshim: store error: {exc}", file=sys.stderr)
+        return 1
+    raise AssertionError(args.command)  # argparse only lets known commands through
+
+
+def _problems(exc: ConfigError) -> None:
+    print(f"authshim: the config has {len(exc.problems)} problem(s):", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
+
+
+def _serve(path: str) -> int:
+    config = load_config(path)
+    log.setup(config.log.level)
+    log.event(
+        "serve", listen=f"{config.server.host}:{config.server.port}", upstream=config.upstream.url
+    )
+    web.run_app(
+        create_app(config),
+        host=config.server.host,
+        port=config.server.port,
+        access_log=None,
+        print=None,
+    )
+    return 0
+
+
+def _check_config(path: str) -> int:
+    load_config(path)
+    print("ok")
+    return 0
+
+
+async def _mode(args: argparse.Namespace) -> int:
+    if args.store:
+        url, default = args.store, "migrate"
+    else:
+        store_config, migration = load_store_config(args.config)
+        url, default = store_config.url, migration.mode
+    store = create_store(url)
+    await store.open()
+    try:
+        if args.mode:
+            await write_mode(store, args.mode)
+        print(await read_mode(store, default))
+    finally:
+        await store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

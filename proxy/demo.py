@@ -1,0 +1,125 @@
+"""``authshim demo``: the demo legacy site, authshim in front of it on SQLite, and a guide."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from proxy import log
+from proxy.app import create_app
+from proxy.config import Config, parse_config
+from proxy.demo_site import DEMO_USERS, DemoSite, create_demo_site
+
+
+def demo_config(upstream: str, store_url: str, port: int, secret: str) -> Config:
+    """The core example config, pointed at the demo site."""
+    login_form = {
+        "path": "/accounts/login/", "format": "form", "identifier": "username",
+        "password": "password", "success": {"status": [302], "cookie": "sessionid"},
+        "profile": {"fetch": "/api/me"}, "answer": {"redirect": "/private/", "next_param": "next"},
+        "failure": {"redirect": "/accounts/login/?error=1"},
+    }  # fmt: skip
+    login_json = {
+        "path": "/api/login", "format": "json", "identifier": "email", "password": "password",
+        "success": {"status": [200], "json": "/ok"}, "profile": {"json": "/user"},
+        "answer": {"json": {"ok": True, "user": "{profile}"}},
+        "failure": {"status": 401, "json": {"error": "invalid credentials"}},
+    }  # fmt: skip
+    raw: dict[str, Any] = {
+        "server": {"listen": f"127.0.0.1:{port}"},
+        "upstream": {"url": upstream},
+        "store": {"url": store_url},
+        "migration": {"mode": "migrate", "validate": True},
+        "login": [login_form, login_json],
+        "profile": {"legacy_id": "/id", "email": "/email", "username": "/username"},
+        "logout": {"path": "/accounts/logout/"},
+        "session": {"cookie": "authshim", "secret": secret, "secure": False},
+        "identity": {"X-Forwarded-User": "username", "X-Forwarded-Email": "email"},
+    }
+    return parse_config(raw, {})
+
+
+@dataclass
+class Demo:
+    """The running demo: both listeners and where the store is."""
+
+    legacy: web.AppRunner
+    proxy: web.AppRunner
+    legacy_url: str
+    proxy_url: str
+    store_url: str
+
+    async def close(self) -> None:
+        await self.proxy.cleanup()
+        await self.legacy.cleanup()
+
+
+async def start_demo(*, port: int, legacy_port: int, folder: Path) -> Demo:
+    """Start the demo site and authshim in front of it; port 0 picks a free port."""
+    legacy = web.AppRunner(create_demo_site(DemoSite.seeded()), access_log=None)
+    await legacy.setup()
+    legacy_site = web.TCPSite(legacy, "127.0.0.1", legacy_port)
+    await legacy_site.start()
+    legacy_url = f"http://127.0.0.1:{_port(legacy)}"
+    store_url = f"sqlite:///{folder / 'authshim.db'}"
+    config = demo_config(legacy_url, store_url, port, secrets.token_urlsafe(32))
+    proxy = web.AppRunner(create_app(config), access_log=None)
+    await proxy.setup()
+    await web.TCPSite(proxy, "127.0.0.1", port).start()
+    return Demo(legacy, proxy, legacy_url, f"http://127.0.0.1:{_port(proxy)}", store_url)
+
+
+def _port(runner: web.AppRunner) -> int:
+    address = runner.addresses[0]
+    return int(address[1])
+
+
+def guide(demo: Demo) -> str:
+    """What to try, printed when the demo starts."""
+    users = "\n".join(f"    {u:<8} {p:<12} ({e})" for _, u, e, p, _ in DEMO_USERS)
+    return f"""\
+authshim demo is running.
+
+  legacy site (direct): {demo.legacy_url}
+  through authshim:     {demo.proxy_url}
+  store:                {demo.store_url}
+
+Log in at {demo.proxy_url}/accounts/login/ as one of:
+{users}
+The first login goes to the legacy site and is captured; the next is answered by authshim
+alone, and {demo.proxy_url}/private/ shows the X-Forwarded-User header the site trusts.
+
+JSON API:  curl -s {demo.proxy_url}/api/login -H 'Content-Type: application/json' \\
+             -d '{{"email": "bob@example.com", "password": "builder123"}}'
+Session:   {demo.proxy_url}/.authshim/session (200 with identity headers, or 401)
+Progress:  authshim mode --store {demo.store_url}
+Cut over:  authshim mode cutover --store {demo.store_url}
+
+Press Ctrl-C to stop.
+"""
+
+
+def run_demo(*, port: int, legacy_port: int, folder: str | None) -> int:
+    """Run the demo until interrupted."""
+    log.setup("info")
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory(prefix="authshim-demo-") as tmp:
+            demo = await start_demo(port=port, legacy_port=legacy_port, folder=Path(folder or tmp))
+            print(guide(demo), flush=True)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await demo.close()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0

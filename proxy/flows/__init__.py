@@ -1,0 +1,1 @@
+"""One module per intercepted request's story: login, logout."""

@@ -1,0 +1,234 @@
+"""A login request's story: answered from the store, or forwarded and captured."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from proxy import log
+from proxy.answers import problem, render
+from proxy.bodies import BodyTooLarge, Submitted, parse_fields, read_body
+from proxy.config import LoginRoute
+from proxy.errors import BadRequestBody, ProfileError, UpstreamError
+from proxy.forward import UpstreamAnswer, upstream_failure
+from proxy.legacy import fetch_profile, judge, map_profile
+from proxy.services import Services
+from store.base import NewUser, User
+from store.errors import (
+    InvalidPassword,
+    Overloaded,
+    RejectedCapture,
+    StoreError,
+    StoreUnavailable,
+    UserExists,
+)
+from store.validation import (
+    ProfileFields,
+    identity_matches,
+    normalise_identifier,
+    reason_for_conflict,
+    validate_capture,
+)
+
+RETRY_AFTER = {"Retry-After": "1"}
+
+
+async def handle(request: web.Request, svc: Services, route: LoginRoute) -> web.StreamResponse:
+    """Answer one login POST and log one line about it."""
+    started = time.perf_counter()
+    outcome, response, user_id = await _login(request, svc, route)
+    svc.counters.add(f"login.{outcome}")
+    log.event(
+        "login",
+        route=route.path,
+        outcome=outcome,
+        user=user_id,
+        status=response.status,
+        ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+    return response
+
+
+async def _login(
+    request: web.Request, svc: Services, route: LoginRoute
+) -> tuple[str, web.StreamResponse, str | None]:
+    try:
+        raw = await read_body(request, svc.config.server.max_body)
+    except BodyTooLarge as exc:
+        return "too_large", problem(413, str(exc)), None
+    try:
+        submitted = Submitted(raw, parse_fields(raw, route.format, request.content_type))
+        identifier = normalise_identifier(submitted.text(route.identifier))
+        password = submitted.text(route.password)
+        if not identifier or not password:
+            raise BadRequestBody("the identifier and the password must not be empty")
+    except BadRequestBody as exc:
+        if svc.cutover:
+            return "bad_request", problem(400, str(exc)), None
+        # The legacy app answers a body authshim cannot read, exactly as it did before.
+        return "forwarded_unread", await _forward_raw(request, svc, raw), None
+
+    try:
+        user = await svc.store.find_user(identifier)
+    except StoreUnavailable:
+        if svc.cutover:
+            return (
+                "store_error",
+                problem(503, "the user store is unavailable", headers=RETRY_AFTER),
+                None,
+            )
+        # Fail safe: the legacy app can still answer; nothing is captured meanwhile.
+        return "store_error", await _forward_raw(request, svc, raw), None
+
+    try:
+        if user is not None:
+            return await _local(request, svc, route, submitted, user, password)
+        if svc.cutover:
+            # SECURITY: an unknown user costs the same argon2 work as a wrong password.
+            await _refuse(svc, password)
+            return "unknown_refused", render(route.failure), None
+        return await _forward_and_capture(request, svc, route, submitted, identifier, password)
+    except Overloaded:
+        return (
+            "overloaded",
+            problem(503, "too many logins at once; retry", headers=RETRY_AFTER),
+            None,
+        )
+
+
+async def _refuse(svc: Services, password: str) -> None:
+    try:
+        await svc.passwords.dummy_verify(password)
+    except InvalidPassword:
+        pass
+
+
+async def _local(
+    request: web.Request,
+    svc: Services,
+    route: LoginRoute,
+    submitted: Submitted,
+    user: User,
+    password: str,
+) -> tuple[str, web.StreamResponse, str | None]:
+    try:
+        await svc.passwords.verify(user.password_hash, password)
+    except InvalidPassword:
+        return "local_failed", render(route.failure), user.id
+    if user.blocked:
+        return "blocked", render(route.failure), user.id
+    # argon2-cffi's recipe: verify, then rehash when the configured parameters changed.
+    new_hash = (
+        await svc.passwords.hash(password)
+        if svc.passwords.needs_rehash(user.password_hash)
+        else None
+    )
+    try:
+        await svc.store.record_login(user.id, new_hash=new_hash)
+    except StoreError as exc:
+        log.event("login.record_failed", user=user.id, error=type(exc).__name__)
+    next_value = _next_value(request, submitted, route)
+    cookie = svc.sessions.issue(user)
+    answer = render(route.answer, next_value=next_value, profile=user.profile, cookies=[cookie])
+    return ("rehashed" if new_hash else "local_ok"), answer, user.id
+
+
+def _next_value(request: web.Request, submitted: Submitted, route: LoginRoute) -> str | None:
+    name = route.answer.next_param
+    if not name:
+        return None
+    return request.query.get(name) or submitted.optional(name)
+
+
+async def _forward_raw(request: web.Request, svc: Services, raw: bytes) -> web.StreamResponse:
+    user = await _quiet_session_user(request, svc)
+    return await svc.forwarder.forward(request, body=raw, identity=svc.identity(user))
+
+
+async def _quiet_session_user(request: web.Request, svc: Services) -> User | None:
+    try:
+        return await svc.session_user(dict(request.cookies))
+    except StoreError:
+        return None
+
+
+async def _forward_and_capture(
+    request: web.Request,
+    svc: Services,
+    route: LoginRoute,
+    submitted: Submitted,
+    identifier: str,
+    password: str,
+) -> tuple[str, web.StreamResponse, str | None]:
+    try:
+        async with svc.forwarder.exchange(request, body=submitted.raw) as answer:
+            if not judge(answer, route.success):
+                return "legacy_refused", await svc.forwarder.respond(request, answer), None
+            user = await _capture(request, svc, route, answer, identifier, password)
+            cookies = [svc.sessions.issue(user)] if user else []
+            response = await svc.forwarder.respond(request, answer, cookies=cookies)
+            return ("captured" if user else "legacy_ok"), response, user.id if user else None
+    except UpstreamError as exc:
+        return "upstream_error", upstream_failure(exc), None
+
+
+async def _capture(
+    request: web.Request,
+    svc: Services,
+    route: LoginRoute,
+    answer: UpstreamAnswer,
+    identifier: str,
+    password: str,
+) -> User | None:
+    """Store the user the legacy app just accepted; never changes what the client gets."""
+    async with svc.capture_locks.hold(identifier):
+        try:
+            # A concurrent login of the same user may have captured them meanwhile.
+            existing = await svc.store.find_user(identifier)
+            if existing is not None:
+                return existing
+            profile = await fetch_profile(svc.forwarder, route.profile, answer, request.headers)
+            fields = _checked_fields(svc, identifier, map_profile(profile, svc.config.profile))
+            phc = await svc.passwords.hash(password)
+            new = NewUser(fields.email, fields.username, phc, profile, fields.legacy_id, "login")
+            return await svc.store.insert_user(new)
+        except RejectedCapture as exc:
+            reason = exc.reason
+        except UserExists as exc:
+            # Another replica captured the same user at the same moment: one record, reuse it.
+            twin = await _twin(svc, identifier)
+            if twin is not None:
+                return twin
+            reason = reason_for_conflict(exc.field)
+        except ProfileError:
+            reason = "no_profile"
+        except UpstreamError:
+            reason = "profile_upstream_error"
+        except Overloaded:
+            reason = "overloaded"
+        except StoreError:
+            reason = "store_error"
+    svc.counters.add(f"capture.rejected.{reason}")
+    log.event("capture.rejected", route=route.path, reason=reason)
+    return None
+
+
+async def _twin(svc: Services, identifier: str) -> User | None:
+    try:
+        return await svc.store.find_user(identifier)
+    except StoreError:
+        return None
+
+
+def _checked_fields(svc: Services, identifier: str, fields: ProfileFields) -> ProfileFields:
+    # SECURITY: a profile that names another user is never stored under this password.
+    if not identity_matches(identifier, fields):
+        raise RejectedCapture("identity_mismatch")
+    if svc.config.migration.validate:
+        return validate_capture(fields, requires_username=svc.config.migration.requires_username)
+    return ProfileFields(
+        legacy_id=fields.legacy_id,
+        email=normalise_identifier(fields.email) if fields.email else None,
+        username=normalise_identifier(fields.username) if fields.username else None,
+    )

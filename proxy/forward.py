@@ -1,0 +1,367 @@
+"""The streaming forwarder: requests go to the legacy app and answers come back chunk by chunk.
+
+This is the one place where aiohttp client errors become ``UpstreamUnavailable`` (502) or
+``UpstreamTimeout`` (504). Bodies stream both ways, so an upload or download of any size costs
+a few buffers of memory, never its own size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import aiohttp
+from aiohttp import hdrs, web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from proxy.config import UpstreamConfig
+from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from proxy.headers import (
+    WEBSOCKET_HANDSHAKE,
+    client_response_headers,
+    upstream_request_headers,
+    websocket_protocols,
+)
+
+log = logging.getLogger("authshim.forward")
+
+CHUNK = 64 * 1024
+_NO_IDENTITY: Mapping[str, str] = MappingProxyType({})
+# The client's request goes upstream as it was sent: aiohttp must not add defaults of its own.
+_SKIP_AUTO_HEADERS = (hdrs.USER_AGENT, hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.CONTENT_TYPE)
+_BODYLESS_STATUS = frozenset({204, 304})
+
+AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+def create_client_session(config: UpstreamConfig) -> aiohttp.ClientSession:
+    """Return the app's one pooled keep-alive session to the upstream."""
+    # No total timeout: a long download is fine as long as bytes keep coming (sock_read).
+    # ``connect`` includes waiting for a free pooled connection, so a full pool answers 504.
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=config.connect_timeout, sock_read=config.read_timeout
+    )
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=config.pool_size),
+        timeout=timeout,
+        auto_decompress=False,  # bodies pass through byte for byte, Content-Encoding and all
+        cookie_jar=aiohttp.DummyCookieJar(),  # SECURITY: one user's cookies must never leak
+        skip_auto_headers=_SKIP_AUTO_HEADERS,
+    )
+
+
+def upstream_failure(exc: UpstreamError) -> web.Response:
+    """The plain-text 502 or 504 a client gets when the upstream failed."""
+    return web.Response(status=exc.status, text=f"authshim: {exc}\n")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAnswer:
+    """The upstream's answer, its body read up to ``max_answer`` bytes."""
+
+    status: int
+    reason: str
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    complete: bool
+    # What respond() needs to stream the unread rest: the still-open response and the byte
+    # read past max_answer (it told us the answer was longer). Only valid inside exchange().
+    _rest: aiohttp.ClientResponse | None = field(default=None, repr=False, compare=False)
+    _overflow: bytes = field(default=b"", repr=False, compare=False)
+
+
+class Forwarder:
+    """Sends requests to the upstream over one pooled session and relays the answers."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        config: UpstreamConfig,
+        *,
+        identity_strip: frozenset[str],
+        trusted_proxies: tuple[str, ...] = (),
+    ) -> None:
+        self._session = session
+        self._config = config
+        self._base = config.url.rstrip("/")
+        self._identity_strip = identity_strip
+        self._trusted_proxies = trusted_proxies
+
+    async def forward(
+        self,
+        request: web.Request,
+        *,
+        identity: Mapping[str, str] = _NO_IDENTITY,
+        body: bytes | None = None,
+        cookies: Sequence[str] = (),
+    ) -> web.StreamResponse:
+        """Pass ``request`` upstream and stream the answer back; 502/504 when the upstream fails.
+
+        ``body`` replaces the client's body (already read by the caller); ``cookies`` are
+        appended to the answer as extra ``Set-Cookie`` headers.
+        """
+        try:
+            if _is_websocket(request):
+                return await self._websocket(request, identity)
+            async with self._open(request, identity, body) as upstream:
+                return await self._relay(request, upstream, b"", upstream, cookies)
+        except UpstreamError as exc:
+            return self._failure(request, exc)
+
+    @asynccontextmanager
+    async def exchange(
+        self, request: web.Request, *, body: bytes, identity: Mapping[str, str] = _NO_IDENTITY
+    ) -> AsyncIterator[UpstreamAnswer]:
+        """Send ``request`` with ``body`` upstream and yield the answer, body read up to
+        ``max_answer``; the upstream response stays open until the block ends.
+
+        Raises:
+            UpstreamUnavailable, UpstreamTimeout: the upstream failed before the answer was read.
+        """
+        async with self._open(request, identity, body) as upstream:
+            with self._translated():
+                prefix = await _read_at_most(upstream.content, self._config.max_answer + 1)
+            yield self._answer(upstream, prefix, keep_open=True)
+
+    async def respond(
+        self, request: web.Request, answer: UpstreamAnswer, *, cookies: Sequence[str] = ()
+    ) -> web.StreamResponse:
+        """Write ``answer`` to the client unchanged plus ``cookies``; call inside ``exchange``."""
+        return await self._relay(
+            request, answer, answer.body + answer._overflow, answer._rest, cookies
+        )
+
+    async def get(self, path: str, *, headers: Mapping[str, str]) -> UpstreamAnswer:
+        """GET ``path`` from the upstream, the body read up to ``max_answer``.
+
+        Raises:
+            UpstreamUnavailable, UpstreamTimeout: the upstream failed.
+        """
+        with self._translated():
+            async with self._session.get(
+                URL(self._base + path), headers=headers, allow_redirects=False
+            ) as upstream:
+                prefix = await _read_at_most(upstream.content, self._config.max_answer + 1)
+                return self._answer(upstream, prefix, keep_open=False)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _target(self, request: web.BaseRequest) -> URL:
+        """The upstream URL for ``request``: same raw path and query under the base URL."""
+        raw = request.raw_path
+        if not raw.startswith("/"):  # absolute-form or '*' request target
+            raw = request.rel_url.raw_path_qs
+        # encoded=True: the path and query go upstream byte for byte, never re-quoted.
+        return URL(self._base + raw, encoded=True)
+
+    def _headers(self, request: web.BaseRequest, identity: Mapping[str, str]) -> CIMultiDict[str]:
+        return upstream_request_headers(
+            request,
+            identity=identity,
+            identity_strip=self._identity_strip,
+            trusted_proxies=self._trusted_proxies,
+        )
+
+    @asynccontextmanager
+    async def _open(
+        self, request: web.Request, identity: Mapping[str, str], body: bytes | None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send the request upstream; the response is released when the block ends."""
+        headers = self._headers(request, identity)
+        data: bytes | aiohttp.StreamReader | None = None
+        if body is not None:
+            data = body
+            headers[hdrs.CONTENT_LENGTH] = str(len(body))
+        elif request.body_exists:
+            # Streamed as it arrives. A client Content-Length stays in the headers, which
+            # keeps aiohttp from switching to chunked; a chunked body stays chunked.
+            data = request.content
+        with self._translated():
+            upstream = await self._session.request(
+                request.method, self._target(request), headers=headers, data=data,
+                allow_redirects=False,  # redirects are the client's business
+            )  # fmt: skip
+        try:
+            yield upstream
+        finally:
+            upstream.release()  # back to the pool, or closed when its body was not read out
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn aiohttp client errors raised in the block into the proxy's own errors."""
+        try:
+            yield
+        except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
+            raise UpstreamTimeout(f"the upstream at {self._base} did not answer in time") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamUnavailable(f"the upstream at {self._base} is unavailable") from exc
+
+    def _answer(
+        self, upstream: aiohttp.ClientResponse, prefix: bytes, *, keep_open: bool
+    ) -> UpstreamAnswer:
+        limit = self._config.max_answer
+        complete = len(prefix) <= limit
+        return UpstreamAnswer(
+            status=upstream.status,
+            reason=upstream.reason or "",
+            headers=upstream.headers,
+            body=prefix[:limit],
+            complete=complete,
+            _rest=None if complete or not keep_open else upstream,
+            _overflow=prefix[limit:],
+        )
+
+    async def _relay(
+        self,
+        request: web.Request,
+        head: aiohttp.ClientResponse | UpstreamAnswer,
+        prefix: bytes,
+        rest: aiohttp.ClientResponse | None,
+        cookies: Sequence[str],
+    ) -> web.StreamResponse:
+        """Write ``head``'s status and headers, then ``prefix``, then what ``rest`` still has."""
+        headers = client_response_headers(head.headers)
+        for cookie in cookies:
+            headers.add(hdrs.SET_COOKIE, cookie)
+        response = web.StreamResponse(
+            status=head.status, reason=head.reason or None, headers=headers
+        )
+        bodyless = request.method == hdrs.METH_HEAD or head.status in _BODYLESS_STATUS
+        try:
+            await response.prepare(request)
+            if bodyless:
+                return response
+            if prefix:
+                await response.write(prefix)
+            while rest is not None and (chunk := await self._read_more(request, rest)):
+                await response.write(chunk)
+        except ConnectionResetError:  # response.write() found the client gone
+            log.info("%s %s: the client went away mid-answer", request.method, request.path)
+            if rest is not None:
+                rest.close()
+        return response
+
+    async def _read_more(self, request: web.Request, upstream: aiohttp.ClientResponse) -> bytes:
+        """The next chunk of the upstream's body; b"" at its end or when the upstream fails."""
+        try:
+            with self._translated():
+                return await upstream.content.read(CHUNK)
+        except UpstreamError as exc:
+            # The status line is already out, so no 502 now. Cutting the client off is the
+            # only honest signal left: it then sees a truncated answer, not a complete one.
+            log.warning(
+                "%s %s: upstream failed mid-answer: %s (%s)",
+                request.method, request.path, exc, type(exc.__cause__).__name__,
+            )  # fmt: skip
+            upstream.close()
+            if request.transport is not None:
+                request.transport.close()
+            return b""
+
+    def _failure(self, request: web.Request, exc: UpstreamError) -> web.Response:
+        # SECURITY: the path only; a query can carry reset tokens, and aiohttp's error text
+        # can carry the URL, so the cause is named by its class alone.
+        if request.transport is None or request.transport.is_closing():
+            log.info("%s %s: the client went away before the answer", request.method, request.path)
+        else:
+            log.warning(
+                "%s %s -> %d: %s (%s)",
+                request.method, request.path, exc.status, exc, type(exc.__cause__).__name__,
+            )  # fmt: skip
+        return upstream_failure(exc)
+
+    async def _websocket(
+        self, request: web.Request, identity: Mapping[str, str]
+    ) -> web.StreamResponse:
+        """Open the upstream WebSocket first, then accept the client's with the same subprotocol,
+        and pump messages both ways until either side closes."""
+        headers = self._headers(request, identity)
+        for name in WEBSOCKET_HANDSHAKE:
+            headers.popall(name, None)
+        try:
+            with self._translated():
+                upstream = await self._session.ws_connect(
+                    self._target(request),
+                    headers=headers,
+                    protocols=websocket_protocols(request.headers),
+                )
+        except UpstreamError as exc:
+            if isinstance(exc.__cause__, aiohttp.WSServerHandshakeError):
+                # The upstream answered but would not upgrade: a 401/403/404 is its to give.
+                status = exc.__cause__.status
+                if 400 <= status < 600:
+                    return web.Response(status=status, text="authshim: upgrade refused\n")
+            raise
+        chosen = upstream.protocol
+        client = web.WebSocketResponse(protocols=(chosen,) if chosen else ())
+        try:
+            await client.prepare(request)
+            await _bridge(client, upstream)
+        except ConnectionResetError:
+            log.info("%s %s: the client went away", request.method, request.path)
+        finally:
+            # Also reached when aiohttp cancels the handler because the client hung up, which
+            # may interrupt the pump that was passing the client's close code on.
+            await upstream.close(
+                code=_close_code(client.close_code, aiohttp.WSCloseCode.GOING_AWAY)
+            )
+        return client
+
+
+def _is_websocket(request: web.BaseRequest) -> bool:
+    if request.headers.get(hdrs.UPGRADE, "").lower() != "websocket":
+        return False
+    probe = web.WebSocketResponse(protocols=websocket_protocols(request.headers))
+    return bool(probe.can_prepare(request))  # a well-formed handshake, else plain HTTP
+
+
+async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read until ``limit`` bytes or the end of ``content``, whichever comes first."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await content.read(limit - size)):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
+async def _bridge(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    """Pump both ways; each pump closes its sink when its source closes, ending the other."""
+    pumps = [
+        asyncio.create_task(_pump(client, upstream, abnormal=aiohttp.WSCloseCode.GOING_AWAY)),
+        asyncio.create_task(_pump(upstream, client, abnormal=aiohttp.WSCloseCode.BAD_GATEWAY)),
+    ]
+    try:
+        await asyncio.gather(*pumps)
+    finally:
+        for pump in pumps:  # still running only if the other failed or we were cancelled
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
+async def _pump(source: AnyWebSocket, sink: AnyWebSocket, *, abnormal: int) -> None:
+    try:
+        async for msg in source:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                await sink.send_str(msg.data)
+            elif msg.type is aiohttp.WSMsgType.BINARY:
+                await sink.send_bytes(msg.data)
+            elif msg.type is aiohttp.WSMsgType.ERROR:
+                break
+    except ConnectionResetError:
+        pass  # the sink is gone; closing it below is a no-op and ends the other pump
+    await sink.close(code=_close_code(source.close_code, abnormal))
+
+
+def _close_code(code: int | None, abnormal: int) -> int:
+    """The code to pass on: 1005/1006/1015 describe a close and must never be sent (RFC 6455)."""
+    if code is None or code == aiohttp.WSCloseCode.OK or code == 1005:
+        return aiohttp.WSCloseCode.OK
+    if 1000 < code < 1004 or 1006 < code < 1015 or 3000 <= code < 5000:
+        return code
+    return abnormal

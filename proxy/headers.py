@@ -1,0 +1,174 @@
+"""Pure header helpers: hop-by-hop removal, X-Forwarded-*, identity strip and set.
+
+Nothing here does I/O; the forwarder (``proxy/forward.py``) wires these into requests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+
+from aiohttp import hdrs, web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+# RFC 9110 7.6.1, plus the pre-standard names that proxies still meet in the wild.
+HOP_BY_HOP: frozenset[str] = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+
+# Headers that describe the client's network position. Only a trusted proxy may supply them;
+# from anyone else they are dropped so the legacy app cannot be told a made-up client address.
+_FORWARDING = frozenset({"forwarded", "x-real-ip", "x-forwarded-port", "x-forwarded-prefix"})
+
+# aiohttp's server already answered ``Expect: 100-continue`` to the client, and aiohttp's client
+# would otherwise wait for a second 100 from the upstream before sending the body.
+_REQUEST_ONLY = frozenset({"host", "expect"})
+
+# aiohttp's client makes its own WebSocket handshake upstream: the client's key, version and
+# offered extensions belong to the other connection (compression is not negotiated upstream).
+WEBSOCKET_HANDSHAKE: frozenset[str] = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+    }
+)
+
+_XFF, _XFP, _XFH = "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"
+_X_FORWARDED = frozenset(h.lower() for h in (_XFF, _XFP, _XFH))
+
+_IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+HeaderSource = CIMultiDictProxy[str] | CIMultiDict[str]
+
+
+def normalise_name(name: str) -> str:
+    """Return ``name`` lower-cased with ``_`` read as ``-``, the way many servers treat it."""
+    return name.lower().replace("_", "-")
+
+
+def identity_names(names: Iterable[str]) -> frozenset[str]:
+    """Return the normalised form of every identity header name."""
+    return frozenset(normalise_name(n) for n in names)
+
+
+def hop_by_hop(headers: HeaderSource) -> set[str]:
+    """Return the lower-cased names that must not cross the proxy: the fixed set and every token
+    listed in a ``Connection`` header."""
+    names = set(HOP_BY_HOP)
+    for value in headers.getall(hdrs.CONNECTION, ()):
+        names.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return names
+
+
+@lru_cache(maxsize=32)
+def _networks(trusted: tuple[str, ...]) -> tuple[tuple[_IPNetwork, ...], frozenset[str]]:
+    """Split the configured trusted proxies into networks and the entries that are not IPs."""
+    networks: list[_IPNetwork] = []
+    names: set[str] = set()
+    for entry in trusted:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            names.add(entry)
+    return tuple(networks), frozenset(names)
+
+
+def is_trusted(peer: str | None, trusted_proxies: tuple[str, ...]) -> bool:
+    """Return whether ``peer`` is one of the trusted proxies (addresses or CIDR networks)."""
+    if peer is None or not trusted_proxies:
+        return False
+    networks, names = _networks(trusted_proxies)
+    if peer in names:
+        return True
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+def upstream_request_headers(
+    request: web.BaseRequest,
+    *,
+    identity: Mapping[str, str],
+    identity_strip: frozenset[str],
+    trusted_proxies: tuple[str, ...],
+) -> CIMultiDict[str]:
+    """Return the headers to send upstream for ``request``.
+
+    The client's headers are copied in order (repeated ones stay repeated) minus hop-by-hop
+    headers, ``Host`` (the client sets the upstream's own), every client copy of an identity
+    header, and forwarding headers from untrusted peers; then ``identity`` and
+    X-Forwarded-For/Proto/Host are set.
+    """
+    source = request.headers
+    peer = request.remote
+    trusted = is_trusted(peer, trusted_proxies)
+    drop = hop_by_hop(source) | _REQUEST_ONLY
+    # SECURITY: identity headers reach the upstream only from us. Compare normalised names so
+    # that ``X-Forwarded_User`` cannot slip past a server that reads ``_`` as ``-``.
+    strip = identity_strip | identity_names(identity)
+
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in source.items():
+        lower = name.lower()
+        if lower in drop or normalise_name(name) in strip:
+            continue
+        if lower in _X_FORWARDED:
+            continue  # set below from what we know
+        if lower in _FORWARDING and not trusted:  # SECURITY: see _FORWARDING
+            continue
+        headers.add(name, value)
+
+    for name, value in identity.items():
+        headers.add(name, value)
+
+    if chain := _forwarded_for(source, peer, trusted):
+        headers[_XFF] = chain
+    headers[_XFP] = (trusted and source.get(_XFP)) or request.scheme
+    headers[_XFH] = (trusted and source.get(_XFH)) or request.host
+    return headers
+
+
+def _forwarded_for(source: HeaderSource, peer: str | None, trusted: bool) -> str:
+    """Append the peer to the client's chain when the peer is trusted, else start a new one."""
+    chain = [v.strip() for v in source.getall(_XFF, ()) if v.strip()] if trusted else []
+    if peer is not None:
+        chain.append(peer)
+    return ", ".join(chain)
+
+
+def client_response_headers(upstream_headers: HeaderSource) -> CIMultiDict[str]:
+    """Return the upstream's response headers fit for the client.
+
+    Hop-by-hop headers go; every other header, repeated ``Set-Cookie`` included, is kept in
+    order and unchanged. ``Content-Length`` is kept so downloads keep their length, unless the
+    upstream sent the body chunked, which overrides any length (RFC 9112 6.3).
+    """
+    drop = hop_by_hop(upstream_headers)
+    if hdrs.TRANSFER_ENCODING in upstream_headers:
+        drop.add("content-length")
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream_headers.items():
+        if name.lower() not in drop:
+            headers.add(name, value)
+    return headers
+
+
+def websocket_protocols(headers: HeaderSource) -> tuple[str, ...]:
+    """Return the subprotocols a WebSocket handshake offers, in the client's order."""
+    values = headers.getall(hdrs.SEC_WEBSOCKET_PROTOCOL, ())
+    return tuple(token.strip() for v in values for token in v.split(",") if token.strip())

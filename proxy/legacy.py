@@ -1,0 +1,136 @@
+"""The legacy app as authshim sees it: judge a login answer, fetch and map a profile."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from proxy.bodies import MISSING, resolve_pointer
+from proxy.config import ProfileMap, ProfileSource, SuccessRules
+from proxy.errors import ProfileError
+from store.validation import ProfileFields
+
+if TYPE_CHECKING:
+    from multidict import CIMultiDictProxy
+
+    from proxy.forward import Forwarder, UpstreamAnswer
+
+
+def set_cookies(headers: CIMultiDictProxy[str]) -> dict[str, str]:
+    """The cookies an answer sets (name -> value), leaving out ones it deletes."""
+    cookies: dict[str, str] = {}
+    for header in headers.getall("Set-Cookie", []):
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(header)
+        except CookieError:
+            continue
+        for name, morsel in jar.items():
+            if morsel.value and not _expired(morsel):
+                cookies[name] = morsel.value
+    return cookies
+
+
+def _expired(morsel: Any) -> bool:
+    if morsel["max-age"] and str(morsel["max-age"]).lstrip("-").isdigit():
+        return int(morsel["max-age"]) <= 0
+    if morsel["expires"]:
+        try:
+            return parsedate_to_datetime(morsel["expires"]).timestamp() < time.time()
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def json_body(answer: UpstreamAnswer) -> Any:
+    """The answer's body as JSON, or MISSING when it is not (or not wholly) JSON."""
+    if not answer.complete or not answer.body:
+        return MISSING
+    try:
+        return orjson.loads(answer.body)
+    except orjson.JSONDecodeError:
+        return MISSING
+
+
+def judge(answer: UpstreamAnswer, rules: SuccessRules) -> bool:
+    """Whether the legacy app accepted the login: ALL configured rules must hold."""
+    if rules.status and answer.status not in rules.status:
+        return False
+    if rules.cookie or rules.cookie_prefix:
+        names = set_cookies(answer.headers)
+        if rules.cookie and rules.cookie not in names:
+            return False
+        if rules.cookie_prefix and not any(n.startswith(rules.cookie_prefix) for n in names):
+            return False
+    if rules.json is not None:
+        value = resolve_pointer(json_body(answer), rules.json)
+        if value is MISSING:
+            return False
+        if rules.has_json_equals:
+            return bool(value == rules.json_equals)
+        return bool(value)
+    return True
+
+
+async def fetch_profile(
+    forwarder: Forwarder,
+    source: ProfileSource,
+    answer: UpstreamAnswer,
+    client_headers: Mapping[str, str],
+) -> dict[str, Any]:
+    """The profile of the user the legacy app just accepted; raise ProfileError if none."""
+    if source.json is not None:
+        profile = resolve_pointer(json_body(answer), source.json)
+    else:
+        assert source.fetch is not None
+        fetched = await forwarder.get(source.fetch, headers=_fetch_headers(answer, client_headers))
+        if fetched.status != 200:
+            raise ProfileError(f"GET {source.fetch} answered {fetched.status}")
+        profile = json_body(fetched)
+    if not isinstance(profile, dict):
+        raise ProfileError("the profile is not a JSON object")
+    return profile
+
+
+def _fetch_headers(answer: UpstreamAnswer, client_headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers for a profile GET: the client's cookies overlaid with the ones the login set."""
+    cookies: dict[str, str] = {}
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(client_headers.get("Cookie", ""))
+    except CookieError:
+        pass
+    cookies.update({name: m.value for name, m in jar.items()})
+    cookies.update(set_cookies(answer.headers))
+    headers = {"Accept": "application/json"}
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    token = resolve_pointer(json_body(answer), "/token")
+    if isinstance(token, str):
+        headers["Authorization"] = f"Bearer {token}"
+    elif "Authorization" in client_headers:
+        headers["Authorization"] = client_headers["Authorization"]
+    return headers
+
+
+def map_profile(profile: Mapping[str, Any], mapping: ProfileMap) -> ProfileFields:
+    """Pick legacy id, email and username out of a legacy profile."""
+
+    def pick(pointer: str | None) -> str | None:
+        if pointer is None:
+            return None
+        value = resolve_pointer(profile, pointer)
+        if value is MISSING or value is None or isinstance(value, dict | list | bool):
+            return None
+        return str(value)
+
+    return ProfileFields(
+        legacy_id=pick(mapping.legacy_id),
+        email=pick(mapping.email),
+        username=pick(mapping.username),
+    )

@@ -1,0 +1,160 @@
+"""authshim's session cookie: signed, expiring, revocable by a per-user epoch.
+
+The cookie is ``base64url(payload) "." base64url(HMAC-SHA256(secret, payload))`` with a 128-bit
+random nonce in the payload, so that any replica holding the secret can verify it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from proxy.bodies import MISSING, resolve_pointer
+from proxy.config import ProfileMap, SessionConfig
+from store.base import Store, User
+
+_UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    user_id: str
+    epoch: int
+    expires: float
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SessionCodec:
+    """Issues and verifies session cookie values."""
+
+    def __init__(self, secret: str, max_age: float) -> None:
+        self._key = hashlib.sha256(b"authshim-session\x00" + secret.encode()).digest()
+        self.max_age = max_age
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()
+
+    def issue(self, user_id: str, epoch: int, *, now: float | None = None) -> str:
+        """Return a new cookie value for ``user_id`` at session ``epoch``."""
+        expires = int((now or time.time()) + self.max_age)
+        payload = orjson.dumps({"u": user_id, "e": epoch, "x": expires, "n": secrets.token_hex(16)})
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
+    def verify(self, value: str, *, now: float | None = None) -> Claims | None:
+        """Return the claims of a genuine, unexpired cookie value, else None."""
+        body, _, sig = value.partition(".")
+        try:
+            payload, signature = _unb64(body), _unb64(sig)
+        except ValueError:
+            return None
+        # SECURITY: constant-time comparison of the MAC.
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            return None
+        try:
+            data = orjson.loads(payload)
+            claims = Claims(str(data["u"]), int(data["e"]), float(data["x"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+        return claims if claims.expires > (now or time.time()) else None
+
+
+def set_cookie(config: SessionConfig, value: str) -> str:
+    """The ``Set-Cookie`` header value that gives the client its session."""
+    parts = [f"{config.cookie}={value}", "Path=/", f"Max-Age={int(config.max_age)}", "HttpOnly"]
+    parts.append("SameSite=Lax")
+    if config.secure:
+        parts.append("Secure")
+    if config.domain:
+        parts.append(f"Domain={config.domain}")
+    return "; ".join(parts)
+
+
+def clear_cookie(config: SessionConfig) -> str:
+    """The ``Set-Cookie`` header value that removes the session cookie."""
+    parts = [f"{config.cookie}=", "Path=/", "Max-Age=0", "HttpOnly", "SameSite=Lax"]
+    if config.secure:
+        parts.append("Secure")
+    if config.domain:
+        parts.append(f"Domain={config.domain}")
+    return "; ".join(parts)
+
+
+class Sessions:
+    """Resolves a request's session cookie to a live user, caching users for a moment."""
+
+    def __init__(self, config: SessionConfig, store: Store) -> None:
+        self.config = config
+        self.codec = SessionCodec(config.secret.value, config.max_age)
+        self._store = store
+        self._cache: dict[str, tuple[float, User | None]] = {}
+
+    def issue(self, user: User) -> str:
+        """The ``Set-Cookie`` value for a new session of ``user``."""
+        return set_cookie(self.config, self.codec.issue(user.id, user.session_epoch))
+
+    def forget(self, user_id: str) -> None:
+        """Drop a cached user after it changed here (new epoch, blocked, deleted)."""
+        self._cache.pop(user_id, None)
+
+    async def user(self, cookie_value: str | None) -> User | None:
+        """Return the user of a valid, unrevoked session cookie value, else None."""
+        if not cookie_value:
+            return None
+        claims = self.codec.verify(cookie_value)
+        if claims is None:
+            return None
+        user = await self._load(claims.user_id)
+        # SECURITY: a bumped epoch (password change, revoke) ends every older session.
+        if user is None or user.blocked or user.session_epoch != claims.epoch:
+            return None
+        return user
+
+    async def _load(self, user_id: str) -> User | None:
+        now = time.monotonic()
+        hit = self._cache.get(user_id)
+        if hit is not None and now - hit[0] < self.config.cache_ttl:
+            return hit[1]
+        user = await self._store.get_user(user_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[user_id] = (now, user)
+        return user
+
+
+def identity_headers(
+    user: User, identity: tuple[tuple[str, str], ...], profile_map: ProfileMap
+) -> dict[str, str]:
+    """The configured identity headers for ``user``, with the legacy profile's original case."""
+    headers: dict[str, str] = {}
+    for header, source in identity:
+        value = _identity_value(user, source, profile_map)
+        if value is not None:
+            # SECURITY: a profile value must not be able to inject a header line.
+            headers[header] = _UNSAFE_VALUE.sub("", value)
+    return headers
+
+
+def _identity_value(user: User, source: str, profile_map: ProfileMap) -> str | None:
+    if source == "id":
+        return user.id
+    pointer: str | None = source if source.startswith("/") else getattr(profile_map, source)
+    fallback: Any = getattr(user, source, None) if not source.startswith("/") else None
+    value = resolve_pointer(user.profile, pointer) if pointer is not None else MISSING
+    if value is MISSING or value is None or isinstance(value, dict | list):
+        value = fallback
+    return None if value is None else str(value)

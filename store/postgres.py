@@ -1,0 +1,380 @@
+"""PostgreSQL backend (asyncpg): one schema shared by every authshim replica.
+
+asyncpg errors become ``store.errors`` here and only here: a unique violation is
+``UserExists(field)``, everything else the database or the network does is ``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+
+from store.base import NewUser, User, new_user_id, utc_day
+from store.errors import StoreUnavailable, UserExists
+from store.schema import SCHEMA_VERSION_DDL, Migration, load_migrations, migrations_folder, pending
+from store.validation import normalise_identifier
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 5.0  # an unreachable database must fail the request fast, not hang it
+COMMAND_TIMEOUT = 10.0  # bounds a query on a connection whose peer vanished silently
+ACQUIRE_TIMEOUT = 10.0  # an exhausted pool sheds load instead of queueing without end
+MIGRATE_TIMEOUT = 120.0  # another replica may hold the migration lock meanwhile
+RELISTEN_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # then every 5 s until the database is back
+
+# SECURITY: quoted into DDL and search_path, so identifiers only (PostgreSQL's 63 bytes).
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# Everything the database or the network raises; OSError includes TimeoutError.
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+# The connection failed, not the statement: one retry on a fresh connection may succeed.
+_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,  # includes "connection was closed in the middle of..."
+    asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, fast shutdown
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,  # server starting up or in recovery
+    # A backend terminated while idle can leave the protocol confused instead of closed
+    # ("cannot switch to state ..."; MagicStack/asyncpg#1069): that connection is lost too.
+    asyncpg.InternalClientError,
+)
+# The migration names each unique constraint or index users_<field>_key.
+_UNIQUE_FIELDS = frozenset({"email", "username", "legacy_id"})
+_USER_BY_ID = "SELECT * FROM users WHERE id = $1"
+
+
+class PostgresStore:
+    """A Store on PostgreSQL, safe to share between several replicas."""
+
+    def __init__(
+        self, dsn: str, *, schema: str = "public", pool_min: int = 2, pool_max: int = 10
+    ) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"PostgreSQL schema must be an identifier, got {schema!r}")
+        self._dsn = dsn
+        self._schema = schema
+        self._pool_min = pool_min
+        self._pool_max = pool_max
+        # application_name is left to the DSN (?application_name=replica-1) to tell replicas apart.
+        self._server_settings = {"search_path": f'"{schema}"'}
+        self.channel = _channel(schema)
+        self._pool: Any = None
+        self._closing = False
+        self._callbacks: list[Callable[[str, str], None]] = []
+        self._listener: Any = None
+        self._listen_lock = asyncio.Lock()  # two first callers must not open two listeners
+        self._relisten: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Connect the pool, create the schema if missing and apply pending migrations."""
+        if self._pool is not None:
+            return
+        self._closing = False
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._pool_min,
+                max_size=self._pool_max,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=COMMAND_TIMEOUT,
+                server_settings=self._server_settings,
+            )
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(f"PostgreSQL: cannot connect: {exc}") from exc
+        try:
+            migrations = load_migrations(migrations_folder("postgresql"))
+            await self._run(lambda conn: self._migrate(conn, migrations))
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        self._closing = True
+        if self._relisten is not None:
+            self._relisten.cancel()
+            await asyncio.gather(self._relisten, return_exceptions=True)
+            self._relisten = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.remove_termination_listener(self._on_listener_lost)
+            await listener.close(timeout=CONNECT_TIMEOUT)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), COMMAND_TIMEOUT)
+            except TimeoutError:
+                pool.terminate()  # a query that would not finish must not block shutdown
+
+    async def _migrate(self, conn: Any, migrations: list[Migration]) -> None:
+        """Apply the migrations ``schema_version`` does not list, all in one transaction."""
+        async with conn.transaction():
+            # Replicas starting together queue here; the lock is released at commit, when
+            # the next one finds every version already recorded. CREATE ... IF NOT EXISTS
+            # alone is not safe against a concurrent creator.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1)", _lock_key(self._schema), timeout=MIGRATE_TIMEOUT
+            )
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+            await conn.execute(SCHEMA_VERSION_DDL)
+            applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_version")}
+            for migration in pending(migrations, applied):
+                await conn.execute(migration.sql, timeout=MIGRATE_TIMEOUT)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    time.time(),
+                )
+                log.info("applied %s to PostgreSQL schema %s", migration.name, self._schema)
+
+    async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``op`` on a pooled connection, retrying once when the connection was lost."""
+        for retry in (True, False):
+            pool = self._pool
+            if pool is None:
+                raise StoreUnavailable("PostgreSQL store is not open")
+            try:
+                async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                    return await op(conn)
+            except asyncpg.UniqueViolationError as exc:
+                field = (exc.constraint_name or "").removeprefix("users_").removesuffix("_key")
+                if field not in _UNIQUE_FIELDS:
+                    raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+                raise UserExists(field) from exc
+            except _DB_ERRORS as exc:
+                lost = isinstance(exc, _LOST) and not isinstance(exc, TimeoutError)
+                if not (retry and lost and not self._closing):
+                    raise StoreUnavailable(f"PostgreSQL: {exc!r}") from exc
+                log.warning("PostgreSQL connection lost (%r); retrying on a fresh one", exc)
+                # A lost connection usually means a restart or failover that took its idle
+                # siblings too: make the retry (and later calls) reconnect, not reuse them.
+                await pool.expire_connections()
+        raise AssertionError("unreachable")
+
+    async def find_user(self, identifier: str) -> User | None:
+        """Return the user whose (lower-case) email or username equals ``identifier``."""
+        # lower(column) is what the unique indexes hold, so both are used (a BitmapOr). Email
+        # wins when one user's email is another's username: the answer stays stable.
+        sql = (
+            "SELECT * FROM users WHERE lower(email) = $1 OR lower(username) = $1"
+            " ORDER BY lower(email) = $1 DESC NULLS LAST LIMIT 1"
+        )
+        ident = normalise_identifier(identifier)
+        row = await self._run(lambda c: c.fetchrow(sql, ident))
+        return _user(row) if row is not None else None
+
+    async def get_user(self, user_id: str) -> User | None:
+        """Return the user with this authshim id."""
+        row = await self._run(lambda c: c.fetchrow(_USER_BY_ID, user_id))
+        return _user(row) if row is not None else None
+
+    async def insert_user(self, new: NewUser) -> User:
+        """Store a new user; raise ``UserExists(field)`` when a unique field is taken."""
+        user_id = new_user_id()  # chosen once, so a retried insert can recognise its own row
+        args = (
+            user_id,
+            new.legacy_id,
+            _norm(new.email),
+            _norm(new.username),
+            new.password_hash,
+            # Serialised before touching the database: a bad profile fails with nothing written.
+            orjson.dumps(new.profile).decode(),
+            new.source,
+            time.time(),
+        )
+
+        async def op(conn: Any) -> Any:
+            row = await conn.fetchrow(
+                "INSERT INTO users (id, legacy_id, email, username, password_hash, profile,"
+                " source, created_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)"
+                " ON CONFLICT (id) DO NOTHING RETURNING *",
+                *args,
+            )
+            if row is None:
+                # Only on a retry: the first attempt committed but its connection died before
+                # the answer arrived. The id is ours, so this is our user, not a duplicate.
+                row = await conn.fetchrow(_USER_BY_ID, user_id)
+            return row
+
+        return _user(await self._run(op))
+
+    async def record_login(self, user_id: str, *, new_hash: str | None = None) -> None:
+        """Count a successful login; replace the hash when ``new_hash`` is given (rehash)."""
+        sql = (
+            "UPDATE users SET login_count = login_count + 1, last_login_at = $2,"
+            " password_hash = COALESCE($3, password_hash) WHERE id = $1"
+        )
+        await self._run(lambda c: c.execute(sql, user_id, time.time(), new_hash))
+
+    async def set_password(self, user_id: str, password_hash: str) -> int:
+        """Replace the hash and revoke every session; return the new session epoch."""
+        sql = (
+            "UPDATE users SET password_hash = $2, session_epoch = session_epoch + 1"
+            " WHERE id = $1 RETURNING session_epoch"
+        )
+        return await self._epoch(sql, user_id, password_hash)
+
+    async def revoke_sessions(self, user_id: str) -> int:
+        """Bump the session epoch so that every issued session is refused; return it."""
+        sql = (
+            "UPDATE users SET session_epoch = session_epoch + 1"
+            " WHERE id = $1 RETURNING session_epoch"
+        )
+        return await self._epoch(sql, user_id)
+
+    async def _epoch(self, sql: str, *args: Any) -> int:
+        epoch = await self._run(lambda c: c.fetchval(sql, *args))
+        if epoch is None:
+            # The protocol returns an epoch, and there is none to return: say so loudly.
+            raise LookupError(f"no user with id {args[0]!r}")
+        return int(epoch)
+
+    async def set_blocked(self, user_id: str, blocked: bool) -> None:
+        """Block or unblock a user."""
+        sql = "UPDATE users SET blocked = $2 WHERE id = $1"
+        await self._run(lambda c: c.execute(sql, user_id, blocked))
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Remove a user; return whether one was removed."""
+        sql = "DELETE FROM users WHERE id = $1 RETURNING id"
+        return await self._run(lambda c: c.fetchval(sql, user_id)) is not None
+
+    async def count_users(self) -> int:
+        """Return how many users are stored."""
+        return int(await self._run(lambda c: c.fetchval("SELECT count(*) FROM users")))
+
+    async def get_setting(self, key: str) -> str | None:
+        """Return a persisted setting (such as ``mode``)."""
+        sql = "SELECT value FROM settings WHERE key = $1"
+        value = await self._run(lambda c: c.fetchval(sql, key))
+        return str(value) if value is not None else None
+
+    async def set_setting(self, key: str, value: str) -> None:
+        """Persist a setting and notify every replica's ``listen_settings`` at commit."""
+        payload = orjson.dumps([key, value]).decode()
+
+        async def op(conn: Any) -> None:
+            # One transaction: a listener never hears of a value that was not stored, and
+            # a stored value is always announced.
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO settings (key, value) VALUES ($1, $2)"
+                    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    key,
+                    value,
+                )
+                await conn.execute("SELECT pg_notify($1, $2)", self.channel, payload)
+
+        await self._run(op)
+
+    async def incr(self, name: str, n: int = 1, *, day: str | None = None) -> None:
+        """Add ``n`` to the counter ``name`` of ``day`` (default today, UTC)."""
+        sql = (
+            "INSERT INTO counters (day, name, value) VALUES ($1, $2, $3)"
+            " ON CONFLICT (day, name) DO UPDATE SET value = counters.value + EXCLUDED.value"
+        )
+        await self._run(lambda c: c.execute(sql, day or utc_day(), name, n))
+
+    async def counters(self, *, since: str | None = None) -> dict[tuple[str, str], int]:
+        """Return ``{(day, name): value}`` for days on or after ``since``."""
+        sql = "SELECT day, name, value FROM counters WHERE day >= $1"
+        rows = await self._run(lambda c: c.fetch(sql, since or ""))
+        return {(r["day"], r["name"]): int(r["value"]) for r in rows}
+
+    async def listen_settings(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(key, value)`` whenever any replica sets a setting.
+
+        After the listening connection drops and comes back, every stored setting is
+        replayed to the callbacks, since notifications sent meanwhile are lost.
+        """
+        async with self._listen_lock:
+            if self._listener is None and self._relisten is None:
+                self._listener = await self._listen()
+            self._callbacks.append(callback)
+
+    async def _listen(self) -> Any:
+        """Open a dedicated connection (pooled ones are reset with UNLISTEN) and LISTEN."""
+        try:
+            conn = await asyncpg.connect(
+                self._dsn, timeout=CONNECT_TIMEOUT, server_settings=self._server_settings
+            )
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(f"PostgreSQL: cannot connect: {exc!r}") from exc
+        try:
+            await conn.add_listener(self.channel, self._on_notify)
+        except _DB_ERRORS as exc:
+            conn.terminate()
+            raise StoreUnavailable(f"PostgreSQL: cannot listen: {exc!r}") from exc
+        conn.add_termination_listener(self._on_listener_lost)
+        return conn
+
+    def _on_notify(self, conn: Any, pid: int, channel: str, payload: str | bytes) -> None:
+        key, value = orjson.loads(payload)
+        for callback in list(self._callbacks):
+            try:
+                callback(key, value)
+            except Exception:
+                log.exception("settings callback failed for %r", key)
+
+    def _on_listener_lost(self, conn: Any) -> None:
+        self._listener = None
+        if not self._closing and self._relisten is None:
+            log.warning("PostgreSQL settings listener lost; reconnecting")
+            self._relisten = asyncio.create_task(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        """Reconnect the listener with backoff until it works or the store closes."""
+        for attempt in itertools.count():
+            await asyncio.sleep(RELISTEN_DELAYS[min(attempt, len(RELISTEN_DELAYS) - 1)])
+            conn = None
+            try:
+                conn = await self._listen()
+                # LISTEN is in place before this read, so no change can fall in between.
+                rows = await conn.fetch("SELECT key, value FROM settings ORDER BY key")
+            except BaseException as exc:  # cancelled by close() included: never leak conn
+                if conn is not None:
+                    conn.terminate()
+                if not isinstance(exc, (StoreUnavailable, *_DB_ERRORS)):
+                    raise
+                log.warning("PostgreSQL settings listener still down: %r", exc)
+                continue
+            self._listener, self._relisten = conn, None
+            for row in rows:
+                self._on_notify(conn, 0, self.channel, orjson.dumps([row["key"], row["value"]]))
+            log.info("PostgreSQL settings listener reconnected")
+            return
+
+
+def _user(row: Any) -> User:
+    # By name: a column that a later migration adds is ignored rather than shifting others.
+    values = {name: row[name] for name in User.__slots__}
+    values["profile"] = orjson.loads(values["profile"])
+    return User(**values)
+
+
+def _channel(schema: str) -> str:
+    """The NOTIFY channel of ``schema``: replicas (or tests) of other schemas never hear it."""
+    name = f"{schema}.authshim_settings"
+    if len(name) <= 63:  # longer channel names are truncated by LISTEN, refused by pg_notify
+        return name
+    return f"authshim_settings.{hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()}"
+
+
+def _lock_key(schema: str) -> int:
+    """The advisory lock id for migrating ``schema``: stable across processes and versions."""
+    digest = hashlib.blake2b(f"authshim-migrate:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _norm(identifier: str | None) -> str | None:
+    return normalise_identifier(identifier) if identifier is not None else None

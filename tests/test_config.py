@@ -1,0 +1,85 @@
+"""The config: the example loads, and every problem is reported with its key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from proxy.config import ALL_KEYS, ConfigError, load_config, parse_config, parse_duration
+from tests.fixtures.proxy import EXAMPLE, SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_example_config_loads_as_written() -> None:
+    """examples/authshim.toml (the core issue's example) loads with the secret in the env."""
+    config = load_config(ROOT / "examples" / "authshim.toml", env={"AUTHSHIM_SECRET": SECRET})
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 8080)
+    assert [route.path for route in config.logins] == ["/accounts/login/", "/api/login"]
+    assert config.logins[0].success.status == (302,) and config.logins[0].success.cookie == "sessionid"
+    assert config.logins[1].answer.json == {"ok": True, "user": "{profile}"}
+    assert config.session.max_age == 14 * 86400 and config.session.secure is False
+    assert config.identity == (("X-Forwarded-User", "username"), ("X-Forwarded-Email", "email"))
+
+
+def test_every_problem_is_reported_at_once_naming_its_key() -> None:
+    """Several mistakes give one error listing each, by key."""
+    raw = {
+        "server": {"listen": "nowhere"},
+        "upstream": {"url": "ftp://x"},
+        "migration": {"mode": "sideways", "validat": True},
+        "login": [{"path": "accounts", "format": "xml", "success": {}, "answer": {"redirect": "/a", "json": {}}}],
+        "session": {"secret": "short", "max_age": "forever"},
+        "identity": {"X-User": "shoe_size"},
+        "passwords": {"time_cost": 0},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, {})
+    problems = "\n".join(caught.value.problems)
+    for key in [
+        "server.listen", "upstream.url", "migration.mode", "migration.validat: unknown key",
+        "login[0].path", "login[0].format", "login[0].identifier", "login[0].password",
+        "login[0].success: needs at least one rule", "login[0].profile: is required",
+        "login[0].answer: takes redirect or json", "login[0].failure: is required",
+        "session.secret: must be at least 32", "session.max_age", "identity.X-User",
+        "passwords.time_cost",
+    ]:
+        assert key in problems, key
+
+
+def test_a_missing_environment_secret_is_named() -> None:
+    """env:NAME for a secret names the variable when it is not set."""
+    with pytest.raises(ConfigError, match=r"session.secret: environment variable AUTHSHIM_SECRET is not set"):
+        parse_config(EXAMPLE, {})
+
+
+def test_the_secret_never_shows_in_a_repr() -> None:
+    """The session secret is masked wherever the config is printed."""
+    config = parse_config(EXAMPLE, {"AUTHSHIM_SECRET": SECRET})
+    assert SECRET not in repr(config) and SECRET not in str(config.session.secret)
+
+
+def test_bad_toml_is_a_clear_error(tmp_path: Path) -> None:
+    """A file that is not TOML, or missing, gives one clear line."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\nlisten=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("14d", 1209600), ("30m", 1800), ("5s", 5), ("250ms", 0.25), (3, 3)])
+def test_durations(text: str | int, seconds: float) -> None:
+    """Durations are written with a unit."""
+    assert parse_duration(text) == seconds
+
+
+def test_every_config_key_is_documented() -> None:
+    """docs/configuration.md names every config key."""
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+(?:\.[a-z_]+)*)`", doc))
+    missing = [key for key in ALL_KEYS if key not in documented]
+    assert not missing, f"undocumented keys: {missing}"

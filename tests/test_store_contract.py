@@ -1,0 +1,314 @@
+"""The Store contract: every backend passes these, through the protocol alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from store.base import NewUser, Store, User, utc_day
+from store.errors import UserExists
+
+HASH = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+
+
+def bob(**changes: Any) -> NewUser:
+    fields: dict[str, Any] = {
+        "email": "bob@x.io",
+        "username": "bob",
+        "password_hash": HASH,
+        "profile": {"name": "Bob"},
+        "legacy_id": "17",
+        "source": "login",
+    }
+    fields.update(changes)
+    return NewUser(**fields)
+
+
+async def stored(store: Store, user_id: str) -> User:
+    """The stored user with this id, which must exist."""
+    user = await store.get_user(user_id)
+    assert user is not None
+    return user
+
+
+async def test_insert_returns_a_fresh_user(store: Store) -> None:
+    """A new user has an id, the given fields, no logins, epoch 0 and is not blocked."""
+    before = time.time()
+    user = await store.insert_user(bob())
+    after = time.time()
+    assert len(user.id) == 32
+    assert (user.email, user.username, user.legacy_id) == ("bob@x.io", "bob", "17")
+    assert user.password_hash == HASH
+    assert user.profile == {"name": "Bob"}
+    assert user.source == "login"
+    assert before - 1 <= user.created_at <= after + 1
+    assert (user.last_login_at, user.login_count, user.blocked, user.session_epoch) == (
+        None,
+        0,
+        False,
+        0,
+    )
+    assert await store.get_user(user.id) == user
+
+
+async def test_find_by_email_and_by_username(store: Store) -> None:
+    """find_user finds a user by its email and by its username, and nobody else."""
+    user = await store.insert_user(bob())
+    assert await store.find_user("bob@x.io") == user
+    assert await store.find_user("bob") == user
+    assert await store.find_user("alice") is None
+    assert await store.get_user("0" * 32) is None
+
+
+async def test_upper_case_input_is_stored_lower_case(store: Store) -> None:
+    """Email and username given in upper case are stored, and found, lower-cased."""
+    user = await store.insert_user(bob(email="Bob@X.io", username="BoB"))
+    assert (user.email, user.username) == ("bob@x.io", "bob")
+    assert await store.find_user("bob@x.io") == user
+    assert await store.find_user("bob") == user
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"email": "Bob@x.io", "username": "other", "legacy_id": "2"}, "email"),
+        ({"email": "other@x.io", "username": "BOB", "legacy_id": "2"}, "username"),
+        ({"email": "other@x.io", "username": "other", "legacy_id": "17"}, "legacy_id"),
+    ],
+)
+async def test_duplicate_is_refused_with_its_field(
+    store: Store, changes: dict[str, Any], field: str
+) -> None:
+    """A taken email, username (in any case) or legacy id raises UserExists naming it."""
+    await store.insert_user(bob())
+    with pytest.raises(UserExists) as caught:
+        await store.insert_user(bob(**changes))
+    assert caught.value.field == field
+    assert await store.count_users() == 1
+
+
+async def test_missing_email_username_and_legacy_id_may_repeat(store: Store) -> None:
+    """Absent (NULL) unique fields never collide with each other."""
+    await store.insert_user(bob(email=None, legacy_id=None))
+    await store.insert_user(bob(email=None, username="carol", legacy_id=None))
+    await store.insert_user(bob(email="dan@x.io", username=None, legacy_id=None))
+    await store.insert_user(bob(email="erin@x.io", username=None, legacy_id=None))
+    assert await store.count_users() == 4
+
+
+async def test_email_match_wins_over_another_users_username(store: Store) -> None:
+    """When one user's email is another's username, the email's owner is found."""
+    first = await store.insert_user(bob(username="first", legacy_id="1"))
+    await store.insert_user(bob(email="second@x.io", username="bob@x.io", legacy_id="2"))
+    assert await store.find_user("bob@x.io") == first
+
+
+async def test_concurrent_inserts_of_one_user_store_one_row(store: Store) -> None:
+    """50 tasks inserting the same user at once: one row, 49 UserExists."""
+    results = await asyncio.gather(
+        *(store.insert_user(bob()) for _ in range(50)), return_exceptions=True
+    )
+    users = [r for r in results if isinstance(r, User)]
+    refused = [r for r in results if isinstance(r, UserExists)]
+    assert len(users) == 1
+    assert len(refused) == 49
+    assert await store.count_users() == 1
+    assert await store.find_user("bob") == users[0]
+
+
+async def test_concurrent_inserts_of_distinct_users_all_succeed(store: Store) -> None:
+    """50 different users inserted at once are all stored."""
+    await asyncio.gather(
+        *(
+            store.insert_user(bob(email=f"u{i}@x.io", username=f"u{i}", legacy_id=str(i)))
+            for i in range(50)
+        )
+    )
+    assert await store.count_users() == 50
+
+
+async def test_record_login_counts_and_keeps_the_hash(store: Store) -> None:
+    """record_login bumps the count and the time, and leaves hash and epoch alone."""
+    user = await store.insert_user(bob())
+    await store.record_login(user.id)
+    await store.record_login(user.id)
+    after = await stored(store, user.id)
+    assert after.login_count == 2
+    assert after.last_login_at is not None and after.last_login_at >= user.created_at - 1
+    assert (after.password_hash, after.session_epoch) == (HASH, 0)
+
+
+async def test_record_login_with_new_hash_rehashes(store: Store) -> None:
+    """record_login(new_hash=...) replaces the hash without revoking sessions."""
+    user = await store.insert_user(bob())
+    await store.record_login(user.id, new_hash="$argon2id$new")
+    after = await stored(store, user.id)
+    assert (after.password_hash, after.login_count, after.session_epoch) == ("$argon2id$new", 1, 0)
+
+
+async def test_set_password_replaces_hash_and_bumps_epoch(store: Store) -> None:
+    """set_password stores the new hash and returns the bumped session epoch."""
+    user = await store.insert_user(bob())
+    assert await store.set_password(user.id, "$argon2id$changed") == 1
+    after = await stored(store, user.id)
+    assert (after.password_hash, after.session_epoch, after.login_count) == (
+        "$argon2id$changed",
+        1,
+        0,
+    )
+
+
+async def test_revoke_sessions_bumps_epoch_each_time(store: Store) -> None:
+    """revoke_sessions returns 1, then 2, and the stored epoch follows."""
+    user = await store.insert_user(bob())
+    assert await store.revoke_sessions(user.id) == 1
+    assert await store.revoke_sessions(user.id) == 2
+    after = await stored(store, user.id)
+    assert after.session_epoch == 2 and after.password_hash == HASH
+
+
+async def test_epoch_of_unknown_user_raises_lookup_error(store: Store) -> None:
+    """There is no epoch to return for a user that does not exist."""
+    with pytest.raises(LookupError):
+        await store.set_password("0" * 32, HASH)
+    with pytest.raises(LookupError):
+        await store.revoke_sessions("0" * 32)
+
+
+async def test_updates_of_unknown_user_change_nothing(store: Store) -> None:
+    """record_login and set_blocked on an unknown id are no-ops, delete says False."""
+    await store.record_login("0" * 32, new_hash=HASH)
+    await store.set_blocked("0" * 32, True)
+    assert await store.delete_user("0" * 32) is False
+    assert await store.count_users() == 0
+
+
+async def test_block_and_unblock(store: Store) -> None:
+    """set_blocked flips the blocked flag both ways."""
+    user = await store.insert_user(bob())
+    await store.set_blocked(user.id, True)
+    assert (await stored(store, user.id)).blocked is True
+    await store.set_blocked(user.id, False)
+    assert (await stored(store, user.id)).blocked is False
+
+
+async def test_delete_removes_the_user_and_frees_its_fields(store: Store) -> None:
+    """A deleted user is gone, counted out, and its email can be used again."""
+    user = await store.insert_user(bob())
+    assert await store.delete_user(user.id) is True
+    assert await store.delete_user(user.id) is False
+    assert await store.get_user(user.id) is None
+    assert await store.find_user("bob") is None
+    assert await store.count_users() == 0
+    again = await store.insert_user(bob())
+    assert again.id != user.id
+
+
+async def test_settings_round_trip_and_overwrite(store: Store) -> None:
+    """A setting is absent, then set, then replaced."""
+    assert await store.get_setting("mode") is None
+    await store.set_setting("mode", "cutover")
+    assert await store.get_setting("mode") == "cutover"
+    await store.set_setting("mode", "migrate")
+    assert await store.get_setting("mode") == "migrate"
+
+
+async def test_counters_sum_per_day_and_name(store: Store) -> None:
+    """Many increments of one counter on one day make one (day, name) entry with the sum."""
+    await asyncio.gather(*(store.incr("login.ok", day="2024-05-01") for _ in range(30)))
+    await store.incr("login.ok", 5, day="2024-05-01")
+    await store.incr("login.failed", day="2024-05-01")
+    await store.incr("login.ok", 2, day="2024-05-02")
+    assert await store.counters() == {
+        ("2024-05-01", "login.ok"): 35,
+        ("2024-05-01", "login.failed"): 1,
+        ("2024-05-02", "login.ok"): 2,
+    }
+
+
+async def test_counters_since_filters_days(store: Store) -> None:
+    """counters(since=day) keeps that day and later ones."""
+    for day in ("2024-04-30", "2024-05-01", "2024-05-02"):
+        await store.incr("capture", day=day)
+    assert set(await store.counters(since="2024-05-01")) == {
+        ("2024-05-01", "capture"),
+        ("2024-05-02", "capture"),
+    }
+    assert await store.counters(since="2030-01-01") == {}
+
+
+async def test_incr_defaults_to_today_utc(store: Store) -> None:
+    """Without a day, incr counts under today's UTC day."""
+    await store.incr("signup")
+    assert await store.counters(since=utc_day()) in (
+        {(utc_day(), "signup"): 1},
+        {},  # midnight passed between the two calls
+    )
+
+
+async def test_count_users(store: Store) -> None:
+    """count_users follows inserts and deletes."""
+    assert await store.count_users() == 0
+    a = await store.insert_user(bob())
+    await store.insert_user(bob(email="c@x.io", username="c", legacy_id=None))
+    assert await store.count_users() == 2
+    await store.delete_user(a.id)
+    assert await store.count_users() == 1
+
+
+async def test_profile_json_round_trips_unicode(store: Store) -> None:
+    """Nested profiles with unicode, numbers, booleans and nulls come back equal."""
+    profile = {
+        "name": "Zoë Ångström 山田 🦊",
+        "tags": ["a", "ß", "\u200d"],
+        "age": 42,
+        "score": 1.5,
+        "active": True,
+        "manager": None,
+        "address": {"city": "Zürich", "lines": ["Straße 1"]},
+    }
+    user = await store.insert_user(bob(profile=profile))
+    assert user.profile == profile
+    assert (await stored(store, user.id)).profile == profile
+
+
+async def test_data_survives_close_and_reopen(
+    store: Store, make_store: Callable[[], Store]
+) -> None:
+    """Users, settings and counters are still there after a restart (migrations run again)."""
+    user = await store.insert_user(bob())
+    await store.set_password(user.id, "$argon2id$kept")
+    await store.set_setting("mode", "cutover")
+    await store.incr("capture", 3, day="2024-05-01")
+    await store.close()
+    again = make_store()
+    await again.open()
+    try:
+        assert await again.find_user("bob") == await again.get_user(user.id)
+        kept = await stored(again, user.id)
+        assert (kept.password_hash, kept.session_epoch) == ("$argon2id$kept", 1)
+        assert await again.get_setting("mode") == "cutover"
+        assert await again.counters() == {("2024-05-01", "capture"): 3}
+    finally:
+        await again.close()
+
+
+async def test_a_second_store_sees_the_first_ones_writes(
+    store: Store, make_store: Callable[[], Store]
+) -> None:
+    """Two stores on one database (two replicas) share users and settings."""
+    other = make_store()
+    await other.open()
+    try:
+        user = await store.insert_user(bob())
+        await store.set_setting("mode", "cutover")
+        assert await other.find_user("bob@x.io") == user
+        assert await other.get_setting("mode") == "cutover"
+        with pytest.raises(UserExists):
+            await other.insert_user(bob())
+    finally:
+        await other.close()
