@@ -12,7 +12,8 @@ from aiohttp import web
 
 from proxy import log
 from proxy.app import create_app
-from proxy.config import ConfigError, load_config, load_store_config
+from proxy.config import load_config, load_store_config
+from proxy.errors import ConfigError
 from proxy.modes import read_mode, write_mode
 from store.base import MODES
 from store.errors import StoreError

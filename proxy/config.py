@@ -386,7 +386,16 @@ def _migration(r: _Reader, raw: Mapping[str, Any]) -> MigrationConfig:
         )
 
 
-_LOGIN_KEYS = ("path", "format", "identifier", "password", "success", "profile", "answer", "failure")
+_LOGIN_KEYS = (
+    "path",
+    "format",
+    "identifier",
+    "password",
+    "success",
+    "profile",
+    "answer",
+    "failure",
+)
 
 
 def _logins(r: _Reader, raw: object) -> tuple[LoginRoute, ...]:
@@ -453,8 +462,8 @@ def _success(r: _Reader, raw: object) -> SuccessRules:
             status = []
         rules = SuccessRules(
             status=tuple(status),
-            cookie=r.get(t, "cookie", str, None) if "cookie" in t else None,  # type: ignore[arg-type]
-            cookie_prefix=r.get(t, "cookie_prefix", str, None) if "cookie_prefix" in t else None,  # type: ignore[arg-type]
+            cookie=r.get(t, "cookie", str, "") or None,
+            cookie_prefix=r.get(t, "cookie_prefix", str, "") or None,
             json=r.pointer(t, "json", None),
             json_equals=t.get("json_equals", _UNSET),
         )
@@ -470,7 +479,9 @@ def _profile_source(r: _Reader, raw: object) -> ProfileSource:
     if t is None:
         return ProfileSource()
     with r.section("profile"):
-        source = ProfileSource(json=r.pointer(t, "json", None), fetch=r.path(t, "fetch", required=False))
+        source = ProfileSource(
+            json=r.pointer(t, "json", None), fetch=r.path(t, "fetch", required=False)
+        )
         if (source.json is None) == (source.fetch is None):
             r.error("", "needs exactly one of json (a pointer into the answer) or fetch (a path)")
         return source

@@ -1,12 +1,12 @@
 """Errors raised by the proxy package.
 
-    AuthshimError           root; never raised itself
-    ├── ConfigError         the config has problems; ``problems`` lists each, naming its key
-    ├── BadRequestBody      an intercepted request's body cannot be read as the route expects
-    ├── UpstreamError       the legacy app could not be reached or answered badly
-    │   ├── UpstreamUnavailable   connection refused or reset      (answered 502)
-    │   └── UpstreamTimeout       no answer in time                 (answered 504)
-    └── ProfileError        a captured profile could not be fetched or read
+AuthshimError           root; never raised itself
+├── ConfigError         the config has problems; ``problems`` lists each, naming its key
+├── BadRequestBody      an intercepted request's body cannot be read as the route expects
+├── UpstreamError       the legacy app could not be reached or answered badly
+│   ├── UpstreamUnavailable   connection refused or reset      (answered 502)
+│   └── UpstreamTimeout       no answer in time                 (answered 504)
+└── ProfileError        a captured profile could not be fetched or read
 """
 
 from __future__ import annotations

@@ -13,14 +13,18 @@ from proxy.demo import guide, start_demo
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_check_config_prints_ok(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_config_prints_ok(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """check-config prints ok for the example with its secret set."""
     monkeypatch.setenv("AUTHSHIM_SECRET", "x" * 40)
     assert main(["check-config", str(ROOT / "examples" / "authshim.toml")]) == 0
     assert capsys.readouterr().out.strip() == "ok"
 
 
-def test_check_config_lists_the_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_lists_the_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """check-config exits 2 and lists each problem by key."""
     path = tmp_path / "a.toml"
     path.write_text('[upstream]\nurl = "nope"\n[session]\nsecret = "short"\n')
@@ -37,7 +41,9 @@ def test_mode_shows_and_switches(sqlite_url: str, capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out.split() == ["migrate", "cutover", "cutover"]
 
 
-def test_mode_reads_the_store_from_a_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_mode_reads_the_store_from_a_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`authshim mode --config` needs only [store] and [migration], no secrets."""
     path = tmp_path / "a.toml"
     path.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/s.db"\n[migration]\nmode = "cutover"\n')
@@ -52,8 +58,10 @@ async def test_the_demo_migrates_a_user(tmp_path: Path) -> None:
         assert demo.proxy_url in guide(demo)
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
             for _ in range(2):
-                async with client.post(demo.proxy_url + "/api/login",
-                                       json={"email": "bob@example.com", "password": "builder123"}) as r:
+                async with client.post(
+                    demo.proxy_url + "/api/login",
+                    json={"email": "bob@example.com", "password": "builder123"},
+                ) as r:
                     assert r.status == 200 and (await r.json())["ok"] is True
             async with client.get(demo.proxy_url + "/private/") as r:
                 assert "told by authshim" in await r.text()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import ALL_KEYS, ConfigError, load_config, parse_config, parse_duration
+from proxy.config import ALL_KEYS, load_config, parse_config, parse_duration
+from proxy.errors import ConfigError
 from tests.fixtures.proxy import EXAMPLE, SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,9 @@ def test_the_example_config_loads_as_written() -> None:
     config = load_config(ROOT / "examples" / "authshim.toml", env={"AUTHSHIM_SECRET": SECRET})
     assert (config.server.host, config.server.port) == ("127.0.0.1", 8080)
     assert [route.path for route in config.logins] == ["/accounts/login/", "/api/login"]
-    assert config.logins[0].success.status == (302,) and config.logins[0].success.cookie == "sessionid"
+    assert (
+        config.logins[0].success.status == (302,) and config.logins[0].success.cookie == "sessionid"
+    )
     assert config.logins[1].answer.json == {"ok": True, "user": "{profile}"}
     assert config.session.max_age == 14 * 86400 and config.session.secure is False
     assert config.identity == (("X-Forwarded-User", "username"), ("X-Forwarded-Email", "email"))
@@ -30,7 +33,14 @@ def test_every_problem_is_reported_at_once_naming_its_key() -> None:
         "server": {"listen": "nowhere"},
         "upstream": {"url": "ftp://x"},
         "migration": {"mode": "sideways", "validat": True},
-        "login": [{"path": "accounts", "format": "xml", "success": {}, "answer": {"redirect": "/a", "json": {}}}],
+        "login": [
+            {
+                "path": "accounts",
+                "format": "xml",
+                "success": {},
+                "answer": {"redirect": "/a", "json": {}},
+            }
+        ],
         "session": {"secret": "short", "max_age": "forever"},
         "identity": {"X-User": "shoe_size"},
         "passwords": {"time_cost": 0},
@@ -39,11 +49,21 @@ def test_every_problem_is_reported_at_once_naming_its_key() -> None:
         parse_config(raw, {})
     problems = "\n".join(caught.value.problems)
     for key in [
-        "server.listen", "upstream.url", "migration.mode", "migration.validat: unknown key",
-        "login[0].path", "login[0].format", "login[0].identifier", "login[0].password",
-        "login[0].success: needs at least one rule", "login[0].profile: is required",
-        "login[0].answer: takes redirect or json", "login[0].failure: is required",
-        "session.secret: must be at least 32", "session.max_age", "identity.X-User",
+        "server.listen",
+        "upstream.url",
+        "migration.mode",
+        "migration.validat: unknown key",
+        "login[0].path",
+        "login[0].format",
+        "login[0].identifier",
+        "login[0].password",
+        "login[0].success: needs at least one rule",
+        "login[0].profile: is required",
+        "login[0].answer: takes redirect or json",
+        "login[0].failure: is required",
+        "session.secret: must be at least 32",
+        "session.max_age",
+        "identity.X-User",
         "passwords.time_cost",
     ]:
         assert key in problems, key
@@ -51,7 +71,9 @@ def test_every_problem_is_reported_at_once_naming_its_key() -> None:
 
 def test_a_missing_environment_secret_is_named() -> None:
     """env:NAME for a secret names the variable when it is not set."""
-    with pytest.raises(ConfigError, match=r"session.secret: environment variable AUTHSHIM_SECRET is not set"):
+    with pytest.raises(
+        ConfigError, match=r"session.secret: environment variable AUTHSHIM_SECRET is not set"
+    ):
         parse_config(EXAMPLE, {})
 
 
@@ -71,7 +93,9 @@ def test_bad_toml_is_a_clear_error(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("14d", 1209600), ("30m", 1800), ("5s", 5), ("250ms", 0.25), (3, 3)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("14d", 1209600), ("30m", 1800), ("5s", 5), ("250ms", 0.25), (3, 3)]
+)
 def test_durations(text: str | int, seconds: float) -> None:
     """Durations are written with a unit."""
     assert parse_duration(text) == seconds

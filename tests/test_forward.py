@@ -132,11 +132,16 @@ def upstream_app(up: Upstream) -> web.Application:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         response.content_length = size
         await response.prepare(request)
+        sent = 0
         try:
             for n in blocks(size):
                 await response.write(BLOCK[:n])
+                sent += n
         except ConnectionResetError:
-            up.aborted.set()
+            pass
+        finally:  # also when this test server cancels the handler as the proxy hangs up
+            if sent < size:
+                up.aborted.set()
         return response
 
     async def truncated(request: web.Request) -> web.StreamResponse:

@@ -43,18 +43,25 @@ async def test_first_form_login_is_captured_and_the_second_answered_locally(
     assert user is not None and user.login_count == 1
 
 
-async def test_json_login_captures_the_profile_from_the_answer(proxy: Proxy, legacy: FakeLegacy) -> None:
+async def test_json_login_captures_the_profile_from_the_answer(
+    proxy: Proxy, legacy: FakeLegacy
+) -> None:
     """A JSON login is captured from the answer's pointer and answered locally with the profile."""
     status, body = await json_login(proxy, "carol@example.com", "singer-333")
     assert status == 200 and body["token"] == "t-carol"  # the legacy answer, unchanged
     status, body = await json_login(proxy, "Carol@Example.com ", "singer-333")
     assert status == 200
-    assert body == {"ok": True, "user": {"id": 3, "username": "carol", "email": "carol@example.com"}}
+    assert body == {
+        "ok": True,
+        "user": {"id": 3, "username": "carol", "email": "carol@example.com"},
+    }
     assert len(legacy.logins()) == 1
 
 
-async def test_wrong_password_after_migration_is_refused_locally(proxy: Proxy, legacy: FakeLegacy) -> None:
-    """A migrated user's wrong password gets the route's failure and never reaches the legacy app."""
+async def test_wrong_password_after_migration_is_refused_locally(
+    proxy: Proxy, legacy: FakeLegacy
+) -> None:
+    """A migrated user's wrong password gets the failure answer; the legacy app never sees it."""
     await proxy.form_login("bob", "builder-22")
     proxy.client.cookie_jar.clear()
     response = await proxy.form_login("bob", "wrong-password")
@@ -73,8 +80,10 @@ async def test_a_failed_legacy_login_is_never_captured(proxy: Proxy, legacy: Fak
     assert await proxy.svc.store.count_users() == 0
 
 
-async def test_a_profile_naming_another_user_is_never_captured(proxy: Proxy, legacy: FakeLegacy) -> None:
-    """A legacy profile for someone else is rejected as identity_mismatch; the answer is unchanged."""
+async def test_a_profile_naming_another_user_is_never_captured(
+    proxy: Proxy, legacy: FakeLegacy
+) -> None:
+    """A profile naming someone else is rejected (identity_mismatch); the answer is unchanged."""
     legacy.profile_override = {"id": 9, "username": "mallory", "email": "mallory@example.com"}
     response = await proxy.form_login("bob", "builder-22")
     assert response.status == 302 and "sessionid" in response.cookies
@@ -83,9 +92,13 @@ async def test_a_profile_naming_another_user_is_never_captured(proxy: Proxy, leg
     assert proxy.svc.counters.totals["capture.rejected.identity_mismatch"] == 1
 
 
-async def test_fifty_concurrent_first_logins_give_one_record(proxy: Proxy, legacy: FakeLegacy) -> None:
+async def test_fifty_concurrent_first_logins_give_one_record(
+    proxy: Proxy, legacy: FakeLegacy
+) -> None:
     """Fifty simultaneous first logins of one user store exactly one user."""
-    results = await asyncio.gather(*(json_login(proxy, "bob@example.com", "builder-22") for _ in range(50)))
+    results = await asyncio.gather(
+        *(json_login(proxy, "bob@example.com", "builder-22") for _ in range(50))
+    )
     assert all(status == 200 for status, _ in results)
     assert await proxy.svc.store.count_users() == 1
 
@@ -153,8 +166,12 @@ async def test_csrf_fields_and_cookies_reach_the_legacy_app_unchanged(
 async def test_next_parameter_only_allows_same_site_paths(proxy: Proxy) -> None:
     """answer.redirect honours ?next= for relative paths and refuses open redirects."""
     await proxy.form_login("bob", "builder-22")
-    for nxt, expected in [("/orders/7", "/orders/7"), ("//evil.example/", "/private/"),
-                          ("https://evil.example/", "/private/"), ("/\\evil.example", "/private/")]:
+    for nxt, expected in [
+        ("/orders/7", "/orders/7"),
+        ("//evil.example/", "/private/"),
+        ("https://evil.example/", "/private/"),
+        ("/\\evil.example", "/private/"),
+    ]:
         proxy.client.cookie_jar.clear()
         response = await proxy.form_login("bob", "builder-22", next=nxt)
         assert response.headers["Location"] == expected, nxt
@@ -164,14 +181,16 @@ async def test_malformed_bodies_are_forwarded_in_migrate_and_refused_in_cutover(
     proxy: Proxy, legacy: FakeLegacy
 ) -> None:
     """A login body authshim cannot read goes to the legacy app untouched, or 400 in cut-over."""
-    async with proxy.client.post(proxy.url("/api/login"), data=b"{not json",
-                                 headers={"Content-Type": "application/json"}) as response:
+    async with proxy.client.post(
+        proxy.url("/api/login"), data=b"{not json", headers={"Content-Type": "application/json"}
+    ) as response:
         assert response.status == 400  # the fake legacy app's own answer to bad JSON
     assert legacy.logins()[-1].body == b"{not json"
     await write_mode(proxy.svc.store, "cutover")
     await proxy.svc.modes.refresh()
-    async with proxy.client.post(proxy.url("/api/login"), data=b"{not json",
-                                 headers={"Content-Type": "application/json"}) as response:
+    async with proxy.client.post(
+        proxy.url("/api/login"), data=b"{not json", headers={"Content-Type": "application/json"}
+    ) as response:
         assert response.status == 400
         assert "not valid JSON" in (await response.json())["error"]
     assert len(legacy.logins()) == 1
@@ -179,8 +198,11 @@ async def test_malformed_bodies_are_forwarded_in_migrate_and_refused_in_cutover(
 
 async def test_oversize_login_bodies_get_413(proxy: Proxy, legacy: FakeLegacy) -> None:
     """A login body over server.max_body is refused with 413 and never forwarded."""
-    async with proxy.client.post(proxy.url("/api/login"), data=b"x" * (64 * 1024 + 1),
-                                 headers={"Content-Type": "application/json"}) as response:
+    async with proxy.client.post(
+        proxy.url("/api/login"),
+        data=b"x" * (64 * 1024 + 1),
+        headers={"Content-Type": "application/json"},
+    ) as response:
         assert response.status == 413
     assert legacy.logins() == []
 
@@ -195,7 +217,9 @@ async def test_cutover_with_the_legacy_app_down(
     await proxy.svc.modes.refresh()
     await legacy_server.close()
     assert await json_login(proxy, "bob@example.com", "builder-22") == (
-        200, {"ok": True, "user": {"id": 2, "username": "bob", "email": "bob@example.com"}})
+        200,
+        {"ok": True, "user": {"id": 2, "username": "bob", "email": "bob@example.com"}},
+    )
     refused = (401, {"error": "invalid credentials"})
     assert await json_login(proxy, "alice@example.com", "wonderland-1") == refused
     assert await json_login(proxy, "nobody@example.com", "whatever-1") == refused
@@ -225,7 +249,9 @@ async def test_data_survives_a_restart(start_proxy: StartProxy, legacy: FakeLega
     assert status == 200 and len(legacy.logins()) == 1
 
 
-async def test_a_rehash_happens_when_parameters_change(start_proxy: StartProxy, legacy: FakeLegacy) -> None:
+async def test_a_rehash_happens_when_parameters_change(
+    start_proxy: StartProxy, legacy: FakeLegacy
+) -> None:
     """After the argon2 parameters change, the next local login stores a new hash."""
     first = await start_proxy()
     await json_login(first, "bob@example.com", "builder-22")

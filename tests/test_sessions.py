@@ -60,13 +60,18 @@ async def test_spoofed_identity_headers_are_always_stripped(proxy: Proxy) -> Non
     spoof = {"X-Forwarded-User": "root", "x-forwarded-email": "root@x", "X-Forwarded_User": "root"}
     async with proxy.client.get(proxy.url("/dashboard"), headers=spoof) as response:
         headers = (await response.json())["headers"]
-    assert not {k.lower().replace("_", "-") for k in headers} & {"x-forwarded-user", "x-forwarded-email"}
+    assert not {k.lower().replace("_", "-") for k in headers} & {
+        "x-forwarded-user",
+        "x-forwarded-email",
+    }
     await login(proxy)
     async with proxy.client.get(proxy.url("/dashboard"), headers=spoof) as response:
         headers = (await response.json())["headers"]
     names = {"x-forwarded-user", "x-forwarded-email"}
     assert [v for k, v in headers.items() if k.lower().replace("_", "-") in names] == [
-        "Alice", "Alice@Example.com"]
+        "Alice",
+        "Alice@Example.com",
+    ]
 
 
 async def test_forward_auth_endpoint(proxy: Proxy) -> None:
