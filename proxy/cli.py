@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
-from proxy import log
-from proxy.app import create_app
+from proxy import log, server
 from proxy.config import load_config, load_store_config
 from proxy.errors import ConfigError
 from proxy.modes import read_mode, write_mode
@@ -20,6 +18,10 @@ from store.errors import StoreError
 from store.factory import create_store
 
 DEFAULT_CONFIG = os.environ.get("AUTHSHIM_CONFIG", "authshim.toml")
+
+# Command groups kept in modules of their own: each has ``register(subparsers)``, which adds its
+# parsers and sets ``run(args) -> int`` on them with ``set_defaults``.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the proxy in front of the legacy app")
     serve.add_argument(
         "--config", default=DEFAULT_CONFIG, help="TOML config (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="processes sharing the port with SO_REUSEPORT (default: %(default)s)",
     )
 
     check = sub.add_parser(
@@ -53,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--legacy-port", type=int, default=8000, help="the demo site's port")
     demo.add_argument("--dir", help="keep the demo's store here (default: a new temporary folder)")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -60,8 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one authshim command and return its exit status."""
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "run"):
+            return int(args.run(args))
         if args.command == "serve":
-            return _serve(args.config)
+            return _serve(args.config, args.workers)
         if args.command == "check-config":
             return _check_config(args.file)
         if args.command == "mode":
@@ -85,20 +97,20 @@ def _problems(exc: ConfigError) -> None:
         print(f"  - {problem}", file=sys.stderr)
 
 
-def _serve(path: str) -> int:
+def _serve(path: str, workers: int) -> int:
     config = load_config(path)
     log.setup(config.log.level)
-    log.event(
-        "serve", listen=f"{config.server.host}:{config.server.port}", upstream=config.upstream.url
-    )
-    web.run_app(
-        create_app(config),
-        host=config.server.host,
-        port=config.server.port,
-        access_log=None,
-        print=None,
-    )
-    return 0
+    return server.serve(config, workers=workers)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _check_config(path: str) -> int:

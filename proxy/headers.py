@@ -31,7 +31,8 @@ HOP_BY_HOP: frozenset[str] = frozenset(
 # from anyone else they are dropped so the legacy app cannot be told a made-up client address.
 _FORWARDING = frozenset({"forwarded", "x-real-ip", "x-forwarded-port", "x-forwarded-prefix"})
 
-# aiohttp's server already answered ``Expect: 100-continue`` to the client, and aiohttp's client
+# Host: aiohttp's client sends the upstream's own; the client's goes in X-Forwarded-Host.
+# Expect: aiohttp's server already answered ``100-continue`` to the client, and aiohttp's client
 # would otherwise wait for a second 100 from the upstream before sending the body.
 _REQUEST_ONLY = frozenset({"host", "expect"})
 
@@ -97,6 +98,8 @@ def is_trusted(peer: str | None, trusted_proxies: tuple[str, ...]) -> bool:
         address = ipaddress.ip_address(peer)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack listener reports IPv4 peers this way
     return any(address in net for net in networks)
 
 
@@ -110,9 +113,9 @@ def upstream_request_headers(
     """Return the headers to send upstream for ``request``.
 
     The client's headers are copied in order (repeated ones stay repeated) minus hop-by-hop
-    headers, ``Host`` (the client sets the upstream's own), every client copy of an identity
-    header, and forwarding headers from untrusted peers; then ``identity`` and
-    X-Forwarded-For/Proto/Host are set.
+    headers, Host, Expect, every client copy of an identity header, and forwarding headers from
+    untrusted peers; then ``identity`` and X-Forwarded-For/Proto/Host are set. A trusted
+    proxy's X-Forwarded-For is extended and its X-Forwarded-Proto/Host are kept.
     """
     source = request.headers
     peer = request.remote

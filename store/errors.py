@@ -2,6 +2,7 @@
 
     StoreError                  root; never raised itself
     ├── UserExists              an insert or update collides with a unique email/username/legacy id
+    ├── UserNotFound            no user has that id (also a LookupError)
     ├── StoreUnavailable        the database cannot be reached or answered with an error
     ├── RejectedCapture         validation refused a profile; ``reason`` says why
     └── PasswordError           root of password failures; never raised itself
@@ -22,6 +23,10 @@ class UserExists(StoreError):
     def __init__(self, field: str) -> None:
         super().__init__(f"a user with this {field} already exists")
         self.field = field
+
+
+class UserNotFound(StoreError, LookupError):
+    """No stored user has the given id."""
 
 
 class StoreUnavailable(StoreError):

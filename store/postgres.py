@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 
 from store.base import NewUser, User, new_user_id, utc_day
-from store.errors import StoreUnavailable, UserExists
+from store.errors import StoreUnavailable, UserExists, UserNotFound
 from store.schema import SCHEMA_VERSION_DDL, Migration, load_migrations, migrations_folder, pending
 from store.validation import normalise_identifier
 
@@ -89,7 +89,7 @@ class PostgresStore:
                 server_settings=self._server_settings,
             )
         except _DB_ERRORS as exc:
-            raise StoreUnavailable(f"PostgreSQL: cannot connect: {exc}") from exc
+            raise StoreUnavailable(_describe(exc)) from exc
         try:
             migrations = load_migrations(migrations_folder("postgresql"))
             await self._run(lambda conn: self._migrate(conn, migrations))
@@ -138,7 +138,11 @@ class PostgresStore:
                 log.info("applied %s to PostgreSQL schema %s", migration.name, self._schema)
 
     async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``op`` on a pooled connection, retrying once when the connection was lost."""
+        """Run ``op`` on a pooled connection, retrying once when the connection was lost.
+
+        A write that committed just before its connection died runs twice: harmless for
+        counters, login counts and session epochs; insert_user recognises its own row.
+        """
         for retry in (True, False):
             pool = self._pool
             if pool is None:
@@ -149,13 +153,13 @@ class PostgresStore:
             except asyncpg.UniqueViolationError as exc:
                 field = (exc.constraint_name or "").removeprefix("users_").removesuffix("_key")
                 if field not in _UNIQUE_FIELDS:
-                    raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+                    raise StoreUnavailable(_describe(exc)) from exc
                 raise UserExists(field) from exc
             except _DB_ERRORS as exc:
                 lost = isinstance(exc, _LOST) and not isinstance(exc, TimeoutError)
                 if not (retry and lost and not self._closing):
-                    raise StoreUnavailable(f"PostgreSQL: {exc!r}") from exc
-                log.warning("PostgreSQL connection lost (%r); retrying on a fresh one", exc)
+                    raise StoreUnavailable(_describe(exc)) from exc
+                log.warning("%s; retrying on a fresh connection", _describe(exc))
                 # A lost connection usually means a restart or failover that took its idle
                 # siblings too: make the retry (and later calls) reconnect, not reuse them.
                 await pool.expire_connections()
@@ -236,7 +240,7 @@ class PostgresStore:
         epoch = await self._run(lambda c: c.fetchval(sql, *args))
         if epoch is None:
             # The protocol returns an epoch, and there is none to return: say so loudly.
-            raise LookupError(f"no user with id {args[0]!r}")
+            raise UserNotFound(f"no user with id {args[0]!r}")
         return int(epoch)
 
     async def set_blocked(self, user_id: str, blocked: bool) -> None:
@@ -309,17 +313,21 @@ class PostgresStore:
                 self._dsn, timeout=CONNECT_TIMEOUT, server_settings=self._server_settings
             )
         except _DB_ERRORS as exc:
-            raise StoreUnavailable(f"PostgreSQL: cannot connect: {exc!r}") from exc
+            raise StoreUnavailable(_describe(exc)) from exc
         try:
             await conn.add_listener(self.channel, self._on_notify)
         except _DB_ERRORS as exc:
             conn.terminate()
-            raise StoreUnavailable(f"PostgreSQL: cannot listen: {exc!r}") from exc
+            raise StoreUnavailable(_describe(exc)) from exc
         conn.add_termination_listener(self._on_listener_lost)
         return conn
 
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str | bytes) -> None:
-        key, value = orjson.loads(payload)
+        try:
+            key, value = orjson.loads(payload)
+        except (ValueError, TypeError):  # a hand-made NOTIFY on our channel: not ours to obey
+            log.warning("ignored a malformed settings notification")
+            return
         for callback in list(self._callbacks):
             try:
                 callback(key, value)
@@ -346,13 +354,19 @@ class PostgresStore:
                     conn.terminate()
                 if not isinstance(exc, (StoreUnavailable, *_DB_ERRORS)):
                     raise
-                log.warning("PostgreSQL settings listener still down: %r", exc)
+                log.warning("settings listener still down: %s", _describe(exc))
                 continue
             self._listener, self._relisten = conn, None
             for row in rows:
                 self._on_notify(conn, 0, self.channel, orjson.dumps([row["key"], row["value"]]))
             log.info("PostgreSQL settings listener reconnected")
             return
+
+
+def _describe(exc: BaseException) -> str:
+    # SECURITY: not str(exc), whose PostgreSQL DETAIL can quote a failing row, hash included.
+    text = exc.args[0] if isinstance(exc, asyncpg.PostgresError) and exc.args else exc
+    return f"PostgreSQL: {type(exc).__name__}: {text}"
 
 
 def _user(row: Any) -> User:

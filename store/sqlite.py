@@ -24,7 +24,7 @@ import orjson
 
 from store import schema
 from store.base import NewUser, User, new_user_id, utc_day
-from store.errors import RejectedCapture, StoreUnavailable, UserExists
+from store.errors import RejectedCapture, StoreUnavailable, UserExists, UserNotFound
 from store.schema import Migration
 from store.validation import normalise_identifier
 
@@ -199,7 +199,7 @@ class SQLiteStore:
         rows = await self._fetch(sql, params)
         if not rows:
             # The protocol returns an epoch, and there is none to return: say so loudly.
-            raise LookupError(f"no user with id {user_id!r}")
+            raise UserNotFound(f"no user with id {user_id!r}")
         return int(rows[0][0])
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
 STRIP = identity_names(["X-Forwarded-User", "X-Forwarded-Email"])
 BLOCK = bytes(range(256)) * (CHUNK // 256)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def pattern(n: int) -> bytes:
@@ -84,7 +85,7 @@ class Upstream:
 
 def upstream_app(up: Upstream) -> web.Application:
     @web.middleware
-    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
         body = b"" if request.path in ("/upload", "/ws") else await request.read()
         peer = request.transport.get_extra_info("peername") if request.transport else None
         raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
@@ -188,7 +189,13 @@ def upstream_app(up: Upstream) -> web.Application:
         return sock
 
     app = web.Application(middlewares=[record])
-    routes = {"/cookies": cookies, "/hop": hop, "/slow": slow, "/pause": pause, "/length": length}
+    routes: dict[str, Handler] = {
+        "/cookies": cookies,
+        "/hop": hop,
+        "/slow": slow,
+        "/pause": pause,
+        "/length": length,
+    }
     routes |= {"/chunked": chunked, "/etag": etag, "/download": download, "/ws": ws}
     routes |= {"/truncated": truncated, "/profile": profile}
     for path, handler in routes.items():
@@ -219,7 +226,7 @@ class Server(TestServer):
         super().__init__(app)
         self._handler_cancellation = handler_cancellation
 
-    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
         kwargs["handler_cancellation"] = self._handler_cancellation
         return await super()._make_runner(**kwargs)
 
@@ -303,8 +310,7 @@ def closed_port() -> int:
 async def test_request_arrives_unchanged(
     upstream: Upstream, make_proxy: MakeProxy, prefix: str
 ) -> None:
-    """Method, raw path and query, body and repeated cookies reach the upstream unchanged,
-    under the base URL's path when it has one."""
+    """Method, raw path and query, body and repeated cookies arrive unchanged, under a base path."""
     client = await make_proxy(upstream.url + prefix)
     raw = "/a%2Fb/c%20d;p?q=a%20b&q=c&empty=&t=%7E"
     headers = [("Cookie", "a=1"), ("Cookie", "b=2; c=3"), ("Content-Type", "text/plain")]
@@ -357,8 +363,7 @@ async def test_hop_by_hop_headers_are_removed(upstream: Upstream, make_proxy: Ma
 async def test_x_forwarded_headers(
     upstream: Upstream, make_proxy: MakeProxy, trusted: tuple[str, ...]
 ) -> None:
-    """X-Forwarded-For/Proto/Host are set; the client's XFF and Proto count only from a
-    trusted proxy."""
+    """X-Forwarded-For/Proto/Host are set; the client's XFF and Proto count only if trusted."""
     client = await make_proxy(upstream.url, trusted=trusted)
     headers = {"Host": "site.example", "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"}
     async with client.get("/", headers=headers):
@@ -378,8 +383,7 @@ async def test_x_forwarded_headers(
 async def test_spoofed_identity_headers_are_stripped(
     upstream: Upstream, make_proxy: MakeProxy, identity: dict[str, str]
 ) -> None:
-    """Client-sent identity headers in any case or '_' spelling never arrive; only the
-    configured identity does, with or without a session."""
+    """Spoofed identity headers in any spelling never arrive; only the configured ones do."""
     client = await make_proxy(upstream.url, identity=identity)
     spoofs = [("X-Forwarded-User", "root"), ("x-forwarded-user", "root")]
     spoofs += [("X-Forwarded_User", "root"), ("X_FORWARDED_EMAIL", "root@example.com")]
@@ -457,8 +461,7 @@ async def test_head_and_304_are_bodyless(upstream: Upstream, make_proxy: MakePro
 async def test_closed_upstream_port_is_502(
     make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An upstream that refuses connections gets a plain-text 502 and one log line without
-    the query or cookies."""
+    """A refused connection gets a plain-text 502 and one log line without query or cookies."""
     url = f"http://127.0.0.1:{closed_port()}"
     client = await make_proxy(url)
     with caplog.at_level(logging.INFO, logger="authshim.forward"):
@@ -499,8 +502,7 @@ async def test_client_leaving_mid_download_is_quiet(
     caplog: pytest.LogCaptureFixture,
     handler_cancellation: bool,
 ) -> None:
-    """A client that hangs up mid-download releases the upstream without an error traceback,
-    whether or not aiohttp cancels the handler."""
+    """A client hanging up mid-download frees the upstream without an error or traceback."""
     client = await make_proxy(upstream.url, handler_cancellation=handler_cancellation)
     with caplog.at_level(logging.DEBUG):
         resp = await client.get("/download?n=" + str(200 * MB))
@@ -519,8 +521,7 @@ async def test_client_leaving_mid_download_is_quiet(
 async def test_exchange_and_respond_pass_the_answer_unchanged(
     upstream: Upstream, make_proxy: MakeProxy, size: int
 ) -> None:
-    """exchange reads at most max_answer bytes and says whether that was all; respond then
-    writes status, reason, headers and the whole body unchanged, plus the extra cookie."""
+    """exchange reads at most max_answer bytes; respond passes it all on unchanged plus a cookie."""
     client = await make_proxy(upstream.url, max_answer=1024, identity={"X-Forwarded-User": "a"})
     body = b"username=alice&password=p%40ss"
     async with client.post(f"/login?size={size}", data=body) as resp:
@@ -573,8 +574,7 @@ async def test_get_fetches_with_given_headers(upstream: Upstream, make_proxy: Ma
 async def test_websocket_echo_through_the_proxy(
     upstream: Upstream, make_proxy: MakeProxy, handler_cancellation: bool
 ) -> None:
-    """A WebSocket is passed through: subprotocol, cookies and identity, text and binary
-    messages, and the client's close code (also when aiohttp cancels the handler on hang-up)."""
+    """A WebSocket passes through with subprotocol, cookies, identity, messages and close code."""
     client = await make_proxy(
         upstream.url,
         identity={"X-Forwarded-User": "alice"},
@@ -620,8 +620,7 @@ def peak_rss_kib(pid: int | str = "self") -> int:
 
 @pytest.mark.slow
 async def test_200mb_upload_and_download_stream_in_bounded_memory(upstream: Upstream) -> None:
-    """200 MB up and 200 MB down pass through the forwarder intact while its peak RSS grows
-    by far less than 200 MB (and the test process stays small too)."""
+    """200 MB each way stream through intact while the forwarder's peak RSS barely moves."""
     size = 200 * MB
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.forward_server", upstream.url,

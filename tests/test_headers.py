@@ -14,6 +14,7 @@ from proxy.headers import (
     is_trusted,
     normalise_name,
     upstream_request_headers,
+    websocket_protocols,
 )
 
 STRIP = identity_names(["X-Forwarded-User", "X-Forwarded-Email"])
@@ -141,6 +142,7 @@ def test_trusted_matches_addresses_and_networks() -> None:
     assert is_trusted("10.20.30.40", trusted)
     assert is_trusted("::1", trusted)
     assert not is_trusted("192.168.0.1", trusted)
+    assert is_trusted("::ffff:10.1.1.1", trusted)
     assert not is_trusted(None, trusted)
     assert not is_trusted("127.0.0.1", ())
 
@@ -172,3 +174,12 @@ def test_response_chunked_drops_content_length() -> None:
         CIMultiDict([("Transfer-Encoding", "chunked"), ("Content-Length", "99"), ("ETag", "x")])
     )
     assert list(out.items()) == [("ETag", "x")]
+
+
+def test_websocket_protocols_in_offered_order() -> None:
+    """The offered WebSocket subprotocols are read from every header, in order."""
+    headers = CIMultiDict(
+        [("Sec-WebSocket-Protocol", "chat.v1, chat.v2"), ("Sec-WebSocket-Protocol", "x")]
+    )
+    assert websocket_protocols(headers) == ("chat.v1", "chat.v2", "x")
+    assert websocket_protocols(CIMultiDict()) == ()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from store.base import NewUser, Store, User, utc_day
-from store.errors import UserExists
+from store.errors import UserExists, UserNotFound
 
 HASH = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 
@@ -173,9 +173,9 @@ async def test_revoke_sessions_bumps_epoch_each_time(store: Store) -> None:
 
 async def test_epoch_of_unknown_user_raises_lookup_error(store: Store) -> None:
     """There is no epoch to return for a user that does not exist."""
-    with pytest.raises(LookupError):
+    with pytest.raises(UserNotFound):
         await store.set_password("0" * 32, HASH)
-    with pytest.raises(LookupError):
+    with pytest.raises(UserNotFound):
         await store.revoke_sessions("0" * 32)
 
 

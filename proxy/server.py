@@ -1,0 +1,194 @@
+"""``authshim serve``: one process, or ``--workers N`` processes sharing the port.
+
+With N > 1 the parent forks N workers before any event loop or thread exists. Each worker
+binds the same address with SO_REUSEPORT, so the kernel spreads connections over them, and
+runs the whole app (its own store connection, argon2 pool and upstream pool). The parent only
+supervises: it forwards SIGTERM and SIGINT to the workers as SIGTERM for a clean shutdown,
+restarts a worker that dies while running, and gives up when one dies right after its start
+(a port in use or a store that cannot open would only die again). A worker whose parent is
+gone stops by itself. uvloop is used when it is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from proxy import log
+from proxy.app import create_app
+from proxy.config import Config
+
+SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get to finish after SIGTERM
+STARTUP_GRACE = 5.0  # a worker that dies sooner after its start is not restarted
+KILL_AFTER = SHUTDOWN_TIMEOUT + 5.0  # then a worker that has not stopped is killed
+BACKLOG = 1024  # aiohttp's 128 drops connections under a burst of new clients
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_WATCHED = {signal.SIGCHLD, *_STOP_SIGNALS}
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def loop_factory() -> LoopFactory:
+    """uvloop's event loop when uvloop is installed, else asyncio's own."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return asyncio.new_event_loop
+    factory: LoopFactory = uvloop.new_event_loop
+    return factory
+
+
+def serve(config: Config, *, workers: int = 1) -> int:
+    """Run authshim until SIGTERM or SIGINT; return the exit status."""
+    if workers < 1:
+        raise ValueError("workers must be 1 or more")
+    if workers > 1 and config.server.port == 0:
+        # Each worker would bind its own random port: there would be no shared port.
+        print("authshim: --workers needs a fixed port in server.listen, not 0", file=sys.stderr)
+        return 2
+    log.event(
+        "serve",
+        listen=f"{config.server.host}:{config.server.port}",
+        upstream=config.upstream.url,
+        workers=workers,
+        loop=loop_factory().__module__.split(".")[0],
+    )
+    if workers == 1:
+        return _run_worker(config, reuse_port=False, parent=None)
+    return _Supervisor(config, workers).run()
+
+
+def _run_worker(config: Config, *, reuse_port: bool, parent: int | None) -> int:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(_worker(config, reuse_port=reuse_port, parent=parent))
+    return 0
+
+
+async def _worker(config: Config, *, reuse_port: bool, parent: int | None) -> None:
+    """Serve until told to stop: SIGTERM (and SIGINT when alone), or the parent's end."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    # A supervised worker leaves Ctrl-C to its parent, which passes it on as SIGTERM: a
+    # terminal's SIGINT reaches the whole process group, and a second signal must not cut
+    # the graceful shutdown short.
+    for signum in _STOP_SIGNALS if parent is None else (signal.SIGTERM,):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, config.server.host, config.server.port, backlog=BACKLOG, reuse_port=reuse_port
+        )
+        await site.start()
+        while not stop.is_set():
+            if parent is not None and os.getppid() != parent:
+                log.event("worker.orphaned", pid=os.getpid())
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+    finally:
+        await runner.cleanup()
+
+
+class _Supervisor:
+    """Forks the workers and watches them; all state lives in this one parent process."""
+
+    def __init__(self, config: Config, workers: int) -> None:
+        self._config = config
+        self._workers = workers
+        self._children: dict[int, float] = {}  # pid -> when it started
+        self._stopping_since: float | None = None
+        self._status = 0
+
+    def run(self) -> int:
+        # Signals are taken synchronously with sigtimedwait: no handler can run between
+        # a check and a wait, and forked workers unblock them before anything else.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+        try:
+            for _ in range(self._workers):
+                self._spawn()
+            while self._children:
+                received = signal.sigtimedwait(_WATCHED, 1.0)
+                if received is not None and received.si_signo in _STOP_SIGNALS:
+                    self._stop(f"signal {signal.Signals(received.si_signo).name}")
+                self._reap()
+                self._kill_stragglers()
+        finally:
+            self._stop("supervisor exiting")  # a no-op unless something above raised
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
+        return self._status
+
+    def _spawn(self) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            status = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                status = _run_worker(self._config, reuse_port=True, parent=parent)
+            except BaseException as exc:  # a worker must never return into the parent's code
+                log.event("worker.failed", pid=os.getpid(), error=f"{type(exc).__name__}: {exc}")
+            finally:
+                sys.stderr.flush()
+                os._exit(status)
+        self._children[pid] = time.monotonic()
+        log.event("worker.started", pid=pid)
+
+    def _reap(self) -> None:
+        while self._children:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self._children.clear()
+                return
+            if pid == 0:
+                return
+            started = self._children.pop(pid, None)
+            if started is None:
+                continue
+            code = os.waitstatus_to_exitcode(wait_status)
+            if self._stopping_since is not None:
+                if code != 0:
+                    log.event("worker.exited", pid=pid, code=code)
+                    self._status = 1
+                continue
+            log.event("worker.died", pid=pid, code=code)
+            if time.monotonic() - started < STARTUP_GRACE:
+                self._status = 1
+                self._stop("a worker failed at start")
+            else:
+                self._spawn()
+
+    def _stop(self, reason: str) -> None:
+        if self._stopping_since is not None:
+            return
+        self._stopping_since = time.monotonic()
+        log.event("serve.stopping", reason=reason, workers=len(self._children))
+        for pid in self._children:
+            _signal(pid, signal.SIGTERM)
+
+    def _kill_stragglers(self) -> None:
+        since = self._stopping_since
+        if since is None or time.monotonic() - since < KILL_AFTER:
+            return
+        for pid in self._children:
+            log.event("worker.killed", pid=pid)
+            _signal(pid, signal.SIGKILL)
+        self._status = 1
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # already gone; the next reap collects it
