@@ -25,7 +25,8 @@ class Missing(RuntimeError):
 
 def need(tool: str, package: str) -> str:
     """The path of ``tool``, or ``Missing`` naming the Debian package that provides it."""
-    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None)
+    # nginx lives in /usr/sbin, which a non-root PATH may leave out.
+    path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
     if path is None:
         raise Missing(f"{tool} is not installed: apt-get install -y {package}")
     return path
@@ -82,7 +83,7 @@ def started(
     """Run ``argv`` until the block ends; it must listen on ``port`` first."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             pinned(cores, argv), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT
         )
     try:
@@ -137,28 +138,31 @@ def rss_kib(pids: Sequence[int]) -> int:
     return total
 
 
-def cpu_seconds(pids: Sequence[int]) -> float:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / CLOCK_TICKS
+def cpu_ticks() -> dict[int, int]:
+    """CPU ticks (user + system) used so far by every process on the machine."""
+    ticks = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+    return ticks
 
 
 @dataclass
 class Sampler:
-    """Samples the RSS of a process tree in the background while a load runs."""
+    """While a load runs: the RSS and CPU of a process tree (``pid``), and how much CPU
+    processes outside the bench took meanwhile (other work on a shared machine skews figures)."""
 
-    pid: int
+    pid: int | None = None
     interval: float = 0.2
     samples: list[tuple[float, int]] = field(default_factory=list)
+    cpu: float = 0.0  # cores used by the ``pid`` tree
+    foreign: float = 0.0  # cores used by processes that are not the bench's
     _stop: threading.Event = field(default_factory=threading.Event)
-    _cpu0: float = 0.0
-    _t0: float = 0.0
 
     def __enter__(self) -> Sampler:
-        self._cpu0, self._t0 = cpu_seconds(tree(self.pid)), time.monotonic()
+        self._ticks0, self._t0 = cpu_ticks(), time.monotonic()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -166,13 +170,20 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.cpu = (cpu_seconds(tree(self.pid)) - self._cpu0) / (time.monotonic() - self._t0)
+        ticks, wall = cpu_ticks(), time.monotonic() - self._t0
+        mine = set(tree(os.getpid()))
+        used = {pid: t - self._ticks0.get(pid, 0) for pid, t in ticks.items()}
+        self.foreign = sum(t for pid, t in used.items() if pid not in mine) / CLOCK_TICKS / wall
+        if self.pid is not None:
+            self.cpu = sum(used.get(p, 0) for p in tree(self.pid)) / CLOCK_TICKS / wall
 
     def _run(self) -> None:
         start = time.monotonic()
-        while not self._stop.wait(self.interval):
+        while self.pid is not None and not self._stop.wait(self.interval):
             self.samples.append((time.monotonic() - start, rss_kib(tree(self.pid))))
 
     @property
-    def peak_mib(self) -> float:
-        return max((kib for _, kib in self.samples), default=0) / 1024
+    def peak_mib(self) -> float | None:
+        if not self.samples:
+            return None
+        return max(kib for _, kib in self.samples) / 1024

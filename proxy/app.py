@@ -6,12 +6,22 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
+from proxy.admin.metrics import METRICS, Metrics, metrics_middleware
 from proxy.config import Config
+from proxy.flows import reset
+from proxy.flows.session import USER_ID_HEADER
 from proxy.forward import Forwarder, create_client_session
+from proxy.guards import strict_http
 from proxy.headers import identity_names
+from proxy.known import KnownIdentifiers, KnownLoader
+from proxy.limits import Limiter
+from proxy.lookup import Lookup
+from proxy.mail import Mailer, create_transport
 from proxy.modes import ModeWatcher
+from proxy.readiness import LoginActivity, readiness_key
 from proxy.routes import RouteTable, build_routes, passthrough
 from proxy.services import Services
 from proxy.sessions import Sessions
@@ -35,11 +45,37 @@ def create_app(
     config: Config, *, store: Store | None = None, passwords: PasswordPool | None = None
 ) -> web.Application:
     """The proxy application; a given store or pool is used as is and left open."""
-    app = web.Application(handler_args={"max_field_size": 16 * 1024})
+    server = config.server
+    # SECURITY: llhttp refuses longer request lines, header lines or more headers with 400.
+    limits = {
+        "max_line_size": server.max_line_size,
+        "max_field_size": server.max_field_size,
+        "max_headers": server.max_headers,
+    }
+    # Middlewares, outermost first: metrics time the whole answer (proxy/admin/metrics.py).
+    app = web.Application(handler_args=limits, middlewares=[metrics_middleware, strict_http])
     app[ROUTES] = build_routes(config)
+    app[METRICS] = Metrics(app[ROUTES])
     app.cleanup_ctx.append(lambda app: _services(app, config, store, passwords))
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
+
+
+def create_lookup(
+    config: Config, client: aiohttp.ClientSession, counters: Counters
+) -> Lookup | None:
+    """The legacy look-up on the app's one client session, when ``[lookup]`` is configured."""
+    if config.lookup is None:
+        return None
+    return Lookup(config.lookup, client, config.profile, counters)
+
+
+def create_mailer(config: Config, store: Store, counters: Counters) -> Mailer | None:
+    """The outbox and its worker, when ``[mail]`` is configured."""
+    if config.mail is None:
+        return None
+    renderers = dict([reset.mail_renderer(config)]) if config.reset is not None else {}
+    return Mailer(config.mail, store, create_transport(config.mail), renderers, counters)
 
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
@@ -63,12 +99,16 @@ async def _services(
     client = create_client_session(config.upstream)
     modes = ModeWatcher(store, config.migration.mode, config.migration.mode_poll)
     await modes.refresh()
+    await modes.listen()  # PostgreSQL: mode switches arrive at once; the poll stays
+    known = KnownIdentifiers()
     counters = Counters(store)
     forwarder = Forwarder(
         client,
         config.upstream,
-        identity_strip=identity_names(name for name, _ in config.identity),
+        # SECURITY: authshim's own user-id header is never believed from a client either.
+        identity_strip=identity_names([USER_ID_HEADER, *(name for name, _ in config.identity)]),
         trusted_proxies=config.server.trusted_proxies,
+        public_url=config.server.public_url,
     )
     app[SERVICES] = Services(
         config=config,
@@ -78,11 +118,28 @@ async def _services(
         sessions=Sessions(config.session, store),
         counters=counters,
         modes=modes,
+        known=known,
+        limits=(limits := Limiter(store, config.limits, config.session.secret.value)),
+        login_activity=(
+            activity := LoginActivity(
+                readiness_key(config.session.secret.value), keep_days=config.admin.readiness_days
+            )
+        ),
+        lookup=create_lookup(config, client, counters),
+        mailer=(mailer := create_mailer(config, store, counters)),
     )
     tasks = [asyncio.create_task(modes.run()), asyncio.create_task(counters.run())]
+    tasks.append(asyncio.create_task(limits.run()))  # purges finished limit counters
+    tasks.append(asyncio.create_task(activity.run(store)))  # logins for the readiness figure
+    app[METRICS].counters = counters
+    # Who has migrated, so that logins fail safe while the store is down (proxy/known.py).
+    tasks.append(asyncio.create_task(KnownLoader(store, known, config.migration.mode_poll).run()))
+    if mailer is not None:
+        tasks.append(asyncio.create_task(mailer.run()))  # the outbox worker
     try:
         yield
     finally:
+        await app[SERVICES].background.close()  # resets being issued, profile refreshes
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -21,7 +22,12 @@ DEFAULT_CONFIG = os.environ.get("AUTHSHIM_CONFIG", "authshim.toml")
 
 # Command groups kept in modules of their own: each has ``register(subparsers)``, which adds its
 # parsers and sets ``run(args) -> int`` on them with ``set_defaults``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "proxy.commands.discover",
+    "proxy.commands.store",
+    "proxy.commands.lookup",
+    "proxy.commands.users",  # users ..., stats (admin issue)
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--store", help="a store URL instead of a config, e.g. sqlite:///./authshim.db"
     )
+    mode.add_argument("--json", action="store_true", help='print {"mode": ...} for scripts')
 
     demo = sub.add_parser("demo", help="run a demo legacy site with authshim in front of it")
     demo.add_argument(
@@ -130,7 +137,8 @@ async def _mode(args: argparse.Namespace) -> int:
     try:
         if args.mode:
             await write_mode(store, args.mode)
-        print(await read_mode(store, default))
+        mode = await read_mode(store, default)
+        print(json.dumps({"mode": mode}) if args.json else mode)
     finally:
         await store.close()
     return 0

@@ -3,10 +3,17 @@
 AuthshimError           root; never raised itself
 ├── ConfigError         the config has problems; ``problems`` lists each, naming its key
 ├── BadRequestBody      an intercepted request's body cannot be read as the route expects
+│   └── AmbiguousBody   credentials given twice: never forwarded, always 400
+├── Throttled           brute-force protection or a rate limit refused it (answered 429)
+├── ForbiddenOrigin     a form login posted from another site (answered 403)
 ├── UpstreamError       the legacy app could not be reached or answered badly
 │   ├── UpstreamUnavailable   connection refused or reset      (answered 502)
 │   └── UpstreamTimeout       no answer in time                 (answered 504)
-└── ProfileError        a captured profile could not be fetched or read
+├── ProfileError        a captured profile could not be fetched or read
+├── LookupFailed        the legacy look-up failed (never the same as "not found")
+├── WeakPassword        a new password breaks the [policy] (answered 400)
+├── MailError           a mail could not be handed over; it stays in the outbox for a retry
+└── IdentityConflict    a new email or username belongs to another user (store or legacy)
 """
 
 from __future__ import annotations
@@ -26,6 +33,22 @@ class ConfigError(AuthshimError):
 
 class BadRequestBody(AuthshimError):
     """An intercepted request's body is malformed, too large or lacks a field."""
+
+
+class AmbiguousBody(BadRequestBody):
+    """A credential field is repeated, so another parser could read another user from it."""
+
+
+class Throttled(AuthshimError):
+    """Too many attempts on a key: retry after ``retry_after`` seconds (answered 429)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many attempts; retry later")
+        self.retry_after = retry_after
+
+
+class ForbiddenOrigin(AuthshimError):
+    """A form login came from another site than the configured one (login CSRF)."""
 
 
 class UpstreamError(AuthshimError):
@@ -48,3 +71,27 @@ class UpstreamTimeout(UpstreamError):
 
 class ProfileError(AuthshimError):
     """A profile could not be fetched from, or found in, the legacy app's answer."""
+
+
+class LookupFailed(AuthshimError):
+    """The legacy look-up answered neither a profile (200) nor "not found" (404), or not at all."""
+
+
+class WeakPassword(AuthshimError):
+    """A new password is shorter or longer than the configured policy allows."""
+
+
+class MailError(AuthshimError):
+    """A mail could not be sent (SMTP refused, unreachable, or the folder cannot be written)."""
+
+
+class IdentityConflict(AuthshimError):
+    """A new email or username is taken, by a stored user or (mode migrate) a legacy user.
+
+    ``field`` is ``email`` or ``username``; ``where`` is ``store`` or ``legacy``.
+    """
+
+    def __init__(self, field: str, where: str) -> None:
+        super().__init__(f"the {field} belongs to another user ({where})")
+        self.field = field
+        self.where = where

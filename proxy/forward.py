@@ -24,6 +24,8 @@ from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.headers import (
     WEBSOCKET_HANDSHAKE,
     client_response_headers,
+    public_origin,
+    rewrite_upstream_urls,
     upstream_request_headers,
     websocket_protocols,
 )
@@ -85,12 +87,14 @@ class Forwarder:
         *,
         identity_strip: frozenset[str],
         trusted_proxies: tuple[str, ...] = (),
+        public_url: str | None = None,
     ) -> None:
         self._session = session
         self._config = config
         self._base = config.url.rstrip("/")
         self._identity_strip = identity_strip
         self._trusted_proxies = trusted_proxies
+        self._public_url = public_url
 
     async def forward(
         self,
@@ -142,9 +146,15 @@ class Forwarder:
         Raises:
             UpstreamUnavailable, UpstreamTimeout: the upstream failed.
         """
+        return await self.send("GET", path, headers=headers)
+
+    async def send(
+        self, method: str, path: str, *, headers: Mapping[str, str], body: bytes | None = None
+    ) -> UpstreamAnswer:
+        """Send a request of authshim's own (not a client's) to the upstream; see ``get``."""
         with self._translated():
-            async with self._session.get(
-                URL(self._base + path), headers=headers, allow_redirects=False
+            async with self._session.request(
+                method, URL(self._base + path), headers=headers, data=body, allow_redirects=False
             ) as upstream:
                 prefix = await _read_at_most(upstream.content, self._config.max_answer + 1)
                 return self._answer(upstream, prefix, keep_open=False)
@@ -226,6 +236,12 @@ class Forwarder:
     ) -> web.StreamResponse:
         """Write ``head``'s status and headers, then ``prefix``, then what ``rest`` still has."""
         headers = client_response_headers(head.headers)
+        # Redirects and cookie domains naming the upstream's own address would send the
+        # client around authshim; they name the public address instead.
+        public = public_origin(
+            request, configured=self._public_url, trusted_proxies=self._trusted_proxies
+        )
+        rewrite_upstream_urls(headers, self._base, public)
         for cookie in cookies:
             headers.add(hdrs.SET_COOKIE, cookie)
         response = web.StreamResponse(

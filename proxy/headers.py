@@ -1,4 +1,5 @@
-"""Pure header helpers: hop-by-hop removal, X-Forwarded-*, identity strip and set.
+"""Pure header helpers: hop-by-hop removal, X-Forwarded-*, identity strip and set, and the
+upstream's address in answers rewritten to the public one.
 
 Nothing here does I/O; the forwarder (``proxy/forward.py``) wires these into requests.
 """
@@ -6,8 +7,10 @@ Nothing here does I/O; the forwarder (``proxy/forward.py``) wires these into req
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -175,3 +178,99 @@ def websocket_protocols(headers: HeaderSource) -> tuple[str, ...]:
     """Return the subprotocols a WebSocket handshake offers, in the client's order."""
     values = headers.getall(hdrs.SEC_WEBSOCKET_PROTOCOL, ())
     return tuple(token.strip() for v in values for token in v.split(",") if token.strip())
+
+
+# -- the upstream's own address, rewritten to the public one in answers ---------------------------
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_REFRESH = re.compile(
+    r"""^(?P<head>\s*\d+(?:\.\d*)?\s*[;,]\s*(?:url\s*=\s*)?)(?P<q>['"]?)(?P<url>.*?)(?P=q)\s*$""",
+    re.IGNORECASE,
+)
+
+
+def _origin(scheme: str, host: str | None, port: int | None) -> tuple[str, str, int | None]:
+    scheme = scheme.lower()
+    return scheme, (host or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def rewrite_url(value: str, upstream: str, public: str) -> str:
+    """``value`` with the upstream's origin replaced by the public one; any other URL as is.
+
+    ``upstream`` and ``public`` are origins such as ``http://127.0.0.1:8000``. Relative URLs are
+    left alone; a scheme-relative ``//host:port/x`` naming the upstream gets the public host.
+    """
+    try:
+        parts = urlsplit(value.strip())
+        up, pub = urlsplit(upstream), urlsplit(public)
+        port = parts.port
+        up_port = up.port
+    except ValueError:
+        return value
+    if not parts.netloc:
+        return value
+    scheme = parts.scheme or up.scheme  # scheme-relative: compare with the upstream's scheme
+    if _origin(scheme, parts.hostname, port) != _origin(up.scheme, up.hostname, up_port):
+        return value
+    return urlunsplit(
+        (pub.scheme if parts.scheme else "", pub.netloc, parts.path, parts.query, parts.fragment)
+    )
+
+
+def rewrite_refresh(value: str, upstream: str, public: str) -> str:
+    """A ``Refresh: 0; url=...`` header with its URL rewritten by ``rewrite_url``."""
+    m = _REFRESH.match(value)
+    if m is None or not m.group("url"):
+        return value
+    url = rewrite_url(m.group("url"), upstream, public)
+    return f"{m.group('head')}{m.group('q')}{url}{m.group('q')}"
+
+
+def rewrite_cookie_domain(value: str, upstream: str, public: str) -> str:
+    """A ``Set-Cookie`` value whose ``Domain`` names the upstream's host, set to the public host."""
+    up_host, pub_host = urlsplit(upstream).hostname, urlsplit(public).hostname
+    if not up_host or not pub_host or up_host == pub_host:
+        return value
+    attributes = value.split(";")
+    for i, attribute in enumerate(attributes[1:], start=1):
+        name, sep, domain = attribute.partition("=")
+        named = domain.strip().lstrip(".").lower()
+        if sep and name.strip().lower() == "domain" and named == up_host:
+            attributes[i] = f"{name}={pub_host}"
+    return ";".join(attributes)
+
+
+def rewrite_upstream_urls(headers: CIMultiDict[str], upstream: str, public: str) -> None:
+    """Rewrite ``Location``, ``Refresh`` and cookie domains naming the upstream, in place."""
+    if _origin(*_split_origin(upstream)) == _origin(*_split_origin(public)):
+        return
+    rewriters = {
+        "location": rewrite_url,
+        "content-location": rewrite_url,
+        "refresh": rewrite_refresh,
+        "set-cookie": rewrite_cookie_domain,
+    }
+    items = list(headers.items())
+    if not any(name.lower() in rewriters for name, _ in items):
+        return
+    headers.clear()
+    for name, value in items:
+        rewrite = rewriters.get(name.lower())
+        headers.add(name, rewrite(value, upstream, public) if rewrite else value)
+
+
+def _split_origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def public_origin(
+    request: web.BaseRequest, *, configured: str | None, trusted_proxies: tuple[str, ...]
+) -> str:
+    """The origin clients use: ``server.public_url``, else the request's scheme and host."""
+    if configured:
+        return configured
+    trusted = is_trusted(request.remote, trusted_proxies)
+    scheme = (trusted and request.headers.get(_XFP, "").split(",")[0].strip()) or request.scheme
+    host = (trusted and request.headers.get(_XFH, "").split(",")[0].strip()) or request.host
+    return f"{scheme}://{host}"

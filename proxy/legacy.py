@@ -88,7 +88,8 @@ async def fetch_profile(
         profile = resolve_pointer(json_body(answer), source.json)
     else:
         assert source.fetch is not None
-        fetched = await forwarder.get(source.fetch, headers=_fetch_headers(answer, client_headers))
+        headers = _fetch_headers(answer, client_headers, source.token)
+        fetched = await forwarder.get(source.fetch, headers=headers)
         if fetched.status != 200:
             raise ProfileError(f"GET {source.fetch} answered {fetched.status}")
         profile = json_body(fetched)
@@ -97,7 +98,9 @@ async def fetch_profile(
     return profile
 
 
-def _fetch_headers(answer: UpstreamAnswer, client_headers: Mapping[str, str]) -> dict[str, str]:
+def _fetch_headers(
+    answer: UpstreamAnswer, client_headers: Mapping[str, str], token_pointer: str
+) -> dict[str, str]:
     """Headers for a profile GET: the client's cookies overlaid with the ones the login set."""
     cookies: dict[str, str] = {}
     jar: SimpleCookie = SimpleCookie()
@@ -110,7 +113,7 @@ def _fetch_headers(answer: UpstreamAnswer, client_headers: Mapping[str, str]) ->
     headers = {"Accept": "application/json"}
     if cookies:
         headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-    token = resolve_pointer(json_body(answer), "/token")
+    token = resolve_pointer(json_body(answer), token_pointer)
     if isinstance(token, str):
         headers["Authorization"] = f"Bearer {token}"
     elif "Authorization" in client_headers:

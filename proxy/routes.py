@@ -9,7 +9,7 @@ from functools import partial
 from aiohttp import web
 
 from proxy.config import Config
-from proxy.flows import login, logout, session
+from proxy.flows import health, login, logout, password, reset, reset_confirm, session, signup
 from proxy.services import Services
 from store.errors import StoreError
 
@@ -46,7 +46,44 @@ def build_routes(config: Config) -> RouteTable:
     if config.logout.path:
         table.add(("GET", "POST"), config.logout.path, logout.handle)
     table.add(("GET", "HEAD"), SESSION_PATH, session.handle)
+    table.add(("GET", "HEAD"), health.HEALTH_PATH, health.handle)
+    _add_account_routes(table, config)
+    if (cfg := config.reset) is not None and cfg.request_query:
+        # Added last, over the path's other route (WordPress's wp-login.php is also the login).
+        other = table.match("POST", cfg.request_path) or passthrough
+        ours = partial(reset.handle, cfg=cfg)
+        table.add(("POST",), cfg.request_path, by_query(cfg.request_query, ours, other))
     return table
+
+
+def by_query(wanted: tuple[tuple[str, str], ...], handler: Handler, other: Handler) -> Handler:
+    """``handler`` for a request whose query has each ``name=value`` of ``wanted`` (and no
+    other value of that name), ``other`` for the rest."""
+
+    async def route(request: web.Request, svc: Services) -> web.StreamResponse:
+        query = request.query
+        held = all(set(query.getall(name, ())) == {value} for name, value in wanted)
+        return await (handler if held else other)(request, svc)
+
+    return route
+
+
+def _add_account_routes(table: RouteTable, config: Config) -> None:
+    """Reset, sign-up and password change, each only when its section is configured."""
+    if (cfg := config.reset) is not None:
+        view = reset_confirm.ResetPage.load(config)
+        if not cfg.request_query:  # else added last, by build_routes
+            table.add(("POST",), cfg.request_path, partial(reset.handle, cfg=cfg))
+        table.add(("GET", "HEAD"), reset_confirm.PAGE_PATH, partial(reset_confirm.page, view=view))
+        confirm = partial(reset_confirm.confirm, cfg=cfg, view=view)
+        table.add(("POST",), reset_confirm.PAGE_PATH, confirm)
+        if cfg.confirm_path:
+            legacy = partial(reset_confirm.legacy_confirm, view=view)
+            table.add(("GET", "HEAD"), cfg.confirm_path, legacy)
+    if config.signup is not None:
+        table.add(("POST",), config.signup.path, partial(signup.handle, cfg=config.signup))
+    if (change := config.password_change) is not None:
+        table.add(("POST",), change.path, partial(password.handle, cfg=change))
 
 
 async def passthrough(request: web.Request, svc: Services) -> web.StreamResponse:

@@ -4,9 +4,9 @@ With N > 1 the parent forks N workers before any event loop or thread exists. Ea
 binds the same address with SO_REUSEPORT, so the kernel spreads connections over them, and
 runs the whole app (its own store connection, argon2 pool and upstream pool). The parent only
 supervises: it forwards SIGTERM and SIGINT to the workers as SIGTERM for a clean shutdown,
-restarts a worker that dies while running, and gives up when one dies right after its start
-(a port in use or a store that cannot open would only die again). A worker whose parent is
-gone stops by itself. uvloop is used when it is installed.
+restarts a worker that dies after it began serving, and gives up when one dies before (a port
+in use or a store that cannot open would only die again). A worker whose parent is gone stops
+by itself. uvloop is used when it is installed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from proxy.app import create_app
 from proxy.config import Config
 
 SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get to finish after SIGTERM
-STARTUP_GRACE = 5.0  # a worker that dies sooner after its start is not restarted
 KILL_AFTER = SHUTDOWN_TIMEOUT + 5.0  # then a worker that has not stopped is killed
 BACKLOG = 1024  # aiohttp's 128 drops connections under a burst of new clients
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -61,18 +60,22 @@ def serve(config: Config, *, workers: int = 1) -> int:
         loop=loop_factory().__module__.split(".")[0],
     )
     if workers == 1:
-        return _run_worker(config, reuse_port=False, parent=None)
+        return _run_worker(config)
     return _Supervisor(config, workers).run()
 
 
-def _run_worker(config: Config, *, reuse_port: bool, parent: int | None) -> int:
+def _run_worker(config: Config, *, parent: int | None = None, ready: int | None = None) -> int:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(_worker(config, reuse_port=reuse_port, parent=parent))
+        runner.run(_worker(config, parent=parent, ready=ready))
     return 0
 
 
-async def _worker(config: Config, *, reuse_port: bool, parent: int | None) -> None:
-    """Serve until told to stop: SIGTERM (and SIGINT when alone), or the parent's end."""
+async def _worker(config: Config, *, parent: int | None, ready: int | None) -> None:
+    """Serve until told to stop: SIGTERM (and SIGINT when alone), or the parent's end.
+
+    A supervised worker shares the port (SO_REUSEPORT) and, once it listens, writes a byte to
+    the ``ready`` pipe: from then on its death is a crash to recover from, not a failed start.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     # A supervised worker leaves Ctrl-C to its parent, which passes it on as SIGTERM: a
@@ -84,9 +87,13 @@ async def _worker(config: Config, *, reuse_port: bool, parent: int | None) -> No
     await runner.setup()
     try:
         site = web.TCPSite(
-            runner, config.server.host, config.server.port, backlog=BACKLOG, reuse_port=reuse_port
-        )
+            runner, config.server.host, config.server.port, backlog=BACKLOG,
+            reuse_port=parent is not None,
+        )  # fmt: skip
         await site.start()
+        if ready is not None:
+            os.write(ready, b"1")
+            os.close(ready)
         while not stop.is_set():
             if parent is not None and os.getppid() != parent:
                 log.event("worker.orphaned", pid=os.getpid())
@@ -105,7 +112,7 @@ class _Supervisor:
     def __init__(self, config: Config, workers: int) -> None:
         self._config = config
         self._workers = workers
-        self._children: dict[int, float] = {}  # pid -> when it started
+        self._children: dict[int, int] = {}  # pid -> read end of its readiness pipe
         self._stopping_since: float | None = None
         self._status = 0
 
@@ -129,19 +136,25 @@ class _Supervisor:
 
     def _spawn(self) -> None:
         parent = os.getpid()
+        ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
             status = 1
             try:
+                os.close(ready_r)
+                for fd in self._children.values():
+                    os.close(fd)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                status = _run_worker(self._config, reuse_port=True, parent=parent)
+                status = _run_worker(self._config, parent=parent, ready=ready_w)
             except BaseException as exc:  # a worker must never return into the parent's code
                 log.event("worker.failed", pid=os.getpid(), error=f"{type(exc).__name__}: {exc}")
             finally:
                 sys.stderr.flush()
                 os._exit(status)
-        self._children[pid] = time.monotonic()
+        os.close(ready_w)
+        os.set_blocking(ready_r, False)
+        self._children[pid] = ready_r
         log.event("worker.started", pid=pid)
 
     def _reap(self) -> None:
@@ -153,17 +166,18 @@ class _Supervisor:
                 return
             if pid == 0:
                 return
-            started = self._children.pop(pid, None)
-            if started is None:
+            ready_r = self._children.pop(pid, None)
+            if ready_r is None:
                 continue
             code = os.waitstatus_to_exitcode(wait_status)
+            was_ready = _was_ready(ready_r)
             if self._stopping_since is not None:
                 if code != 0:
                     log.event("worker.exited", pid=pid, code=code)
                     self._status = 1
                 continue
             log.event("worker.died", pid=pid, code=code)
-            if time.monotonic() - started < STARTUP_GRACE:
+            if not was_ready:
                 self._status = 1
                 self._stop("a worker failed at start")
             else:
@@ -185,6 +199,16 @@ class _Supervisor:
             log.event("worker.killed", pid=pid)
             _signal(pid, signal.SIGKILL)
         self._status = 1
+
+
+def _was_ready(fd: int) -> bool:
+    """Whether the worker wrote its ready byte; closes the pipe."""
+    try:
+        return os.read(fd, 1) == b"1"
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:

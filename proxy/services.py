@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from proxy.background import Background
 from proxy.config import Config
 from proxy.forward import Forwarder
+from proxy.known import KnownIdentifiers
+from proxy.limits import Limiter
+from proxy.locks import KeyedLocks
+from proxy.lookup import Lookup
+from proxy.mail import Mailer
 from proxy.modes import ModeWatcher
+from proxy.readiness import LoginActivity
 from proxy.sessions import Sessions, identity_headers
 from proxy.stats import Counters
 from store.base import Store, User
 from store.passwords import PasswordPool
-
-
-class KeyedLocks:
-    """One asyncio lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 @dataclass(slots=True)
@@ -47,6 +30,17 @@ class Services:
     counters: Counters
     modes: ModeWatcher
     capture_locks: KeyedLocks = field(default_factory=KeyedLocks)
+    # Who has migrated, for logins while the store is down (replicas issue); never ready
+    # unless create_app's loader filled it, and then every such login gets 503: fail safe.
+    known: KnownIdentifiers = field(default_factory=KnownIdentifiers)
+    # Brute force and rate limits (hardening issue); create_app passes the store-backed one.
+    limits: Limiter = field(default_factory=Limiter.disabled)
+    # Accepted logins, for the cut-over readiness figure (admin issue).
+    login_activity: LoginActivity = field(default_factory=LoginActivity)
+    # Reset, sign-up, look-up (reset/sign-up issue): None when the section is not configured.
+    lookup: Lookup | None = None
+    mailer: Mailer | None = None
+    background: Background = field(default_factory=Background)
 
     @property
     def cutover(self) -> bool:

@@ -12,6 +12,7 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,10 @@ class Claims:
     expires: float
 
 
+def _derive(secret: str) -> bytes:
+    return hashlib.sha256(b"authshim-session\x00" + secret.encode()).digest()
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -42,12 +47,14 @@ def _unb64(text: str) -> bytes:
 class SessionCodec:
     """Issues and verifies session cookie values."""
 
-    def __init__(self, secret: str, max_age: float) -> None:
-        self._key = hashlib.sha256(b"authshim-session\x00" + secret.encode()).digest()
+    def __init__(self, secret: str, max_age: float, previous: Sequence[str] = ()) -> None:
+        self._key = _derive(secret)
+        # Secret rotation: cookies signed with an older secret still verify; none are issued.
+        self._keys = (self._key, *(_derive(old) for old in previous))
         self.max_age = max_age
 
-    def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()
+    def _sign(self, payload: bytes, key: bytes | None = None) -> bytes:
+        return hmac.new(key or self._key, payload, hashlib.sha256).digest()
 
     def issue(self, user_id: str, epoch: int, *, now: float | None = None) -> str:
         """Return a new cookie value for ``user_id`` at session ``epoch``."""
@@ -62,8 +69,10 @@ class SessionCodec:
             payload, signature = _unb64(body), _unb64(sig)
         except ValueError:
             return None
-        # SECURITY: constant-time comparison of the MAC.
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        # SECURITY: constant-time comparison of the MAC, under every accepted key (no early exit
+        # that would tell which one matched).
+        matched = [hmac.compare_digest(signature, self._sign(payload, key)) for key in self._keys]
+        if not any(matched):
             return None
         try:
             data = orjson.loads(payload)
@@ -99,7 +108,8 @@ class Sessions:
 
     def __init__(self, config: SessionConfig, store: Store) -> None:
         self.config = config
-        self.codec = SessionCodec(config.secret.value, config.max_age)
+        previous = [old.value for old in config.previous_secrets]
+        self.codec = SessionCodec(config.secret.value, config.max_age, previous)
         self._store = store
         self._cache: dict[str, tuple[float, User | None]] = {}
 

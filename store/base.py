@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+
+from store.limits import LimitDecision, LimitRule
 
 SOURCES = ("login", "reset", "signup", "import", "admin")
 MODES = ("migrate", "cutover")
@@ -51,6 +54,76 @@ class User:
     session_epoch: int
 
 
+# --- reset tokens, outbox, identity changes (reset/sign-up issue) ---
+@dataclass(frozen=True, slots=True)
+class NewResetToken:
+    """A reset token about to be stored: only the SHA-256 of the mailed value is kept.
+
+    ``user_id`` is None for a legacy user who has not migrated: ``profile`` and ``legacy_id``
+    then hold what the legacy look-up returned. ``epoch`` is the user's session epoch.
+    """
+
+    token_hash: str
+    email: str
+    expires_at: float
+    user_id: str | None = None
+    epoch: int = 0
+    legacy_id: str | None = None
+    profile: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResetToken:
+    """A stored reset token. Times are UTC epoch seconds."""
+
+    token_hash: str
+    user_id: str | None
+    email: str
+    legacy_id: str | None
+    profile: dict[str, Any] | None
+    epoch: int
+    created_at: float
+    expires_at: float
+    used_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMail:
+    """A mail for the outbox: rendered by the worker from ``kind`` and ``data`` when sent."""
+
+    kind: str
+    recipient: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMail:
+    """A mail in the outbox, as a worker claimed it."""
+
+    id: str
+    kind: str
+    recipient: str
+    data: dict[str, Any]
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+    sent_at: float | None
+    last_error: str | None
+
+
+# --- end reset tokens, outbox, identity changes ---
+
+
+# --- replicas (PostgreSQL issue) ---
+class Identifiers(NamedTuple):
+    """What a login can be looked up by, for one user: enough to know who has migrated."""
+
+    created_at: float
+    id: str
+    email: str | None
+    username: str | None
+
+
 class Store(Protocol):
     """What authshim keeps. Backends translate database errors to ``store.errors`` here."""
 
@@ -66,8 +139,85 @@ class Store(Protocol):
     async def get_user(self, user_id: str) -> User | None:
         """Return the user with this authshim id."""
 
+    # --- replicas (PostgreSQL issue) ---
+    async def identifiers_after(self, after: tuple[float, str], limit: int) -> list[Identifiers]:
+        """Return up to ``limit`` users' identifiers created after ``after`` = (created_at, id).
+
+        In (created_at, id) order, so that the last row is the cursor of the next page.
+        """
+
+    async def users_after(self, after_id: str, limit: int) -> list[User]:
+        """Return up to ``limit`` whole users whose id sorts after ``after_id``, in id order."""
+
+    async def upsert_users(self, users: Sequence[User]) -> None:
+        """Store ``users`` exactly as given (ids, hashes, times, epochs), replacing same ids.
+
+        Raises:
+            UserExists: another id already holds one of their emails, usernames or legacy ids.
+        """
+
+    async def all_settings(self) -> dict[str, str]:
+        """Return every persisted setting."""
+
+    async def set_counters(self, values: Mapping[tuple[str, str], int]) -> None:
+        """Set each ``(day, name)`` counter to its value (set, not add: a copy is repeatable)."""
+
+    # --- end replicas ---
+
     async def insert_user(self, new: NewUser) -> User:
         """Store a new user; raise ``UserExists(field)`` when a unique field is taken."""
+
+    # --- reset tokens, outbox, identity changes (reset/sign-up issue) ---
+    async def insert_reset_token(self, token: NewResetToken) -> ResetToken:
+        """Store a reset token (only its hash)."""
+
+    async def find_reset_token(self, token_hash: str) -> ResetToken | None:
+        """Return the token with this hash, used or expired alike."""
+
+    async def use_reset_token(self, token_hash: str, *, now: float) -> ResetToken | None:
+        """Use a live token once: mark it, and every other live token of its email or user,
+        used; return it, or None when it is unknown, used or expired (also under a race)."""
+
+    async def enqueue_mail(self, mail: NewMail, *, now: float) -> str:
+        """Put a mail in the outbox, due at once; return its id."""
+
+    async def claim_mail(self, *, now: float, lease: float, limit: int) -> list[OutboxMail]:
+        """Lease up to ``limit`` due, unsent mails for ``lease`` seconds; another caller
+        (another replica) gets none of them until the lease ends."""
+
+    async def mark_mail_sent(self, mail_id: str, *, now: float) -> None:
+        """Record that a claimed mail went out; its data (which can derive a link) is dropped."""
+
+    async def mark_mail_failed(self, mail_id: str, *, error: str, retry_at: float) -> None:
+        """Record a failed attempt; the mail is due again at ``retry_at`` (never dropped)."""
+
+    async def count_pending_mail(self) -> int:
+        """Return how many mails are not sent yet."""
+
+    async def purge_reset_data(self, *, before: float) -> int:
+        """Delete tokens that expired and mails that were sent before ``before``; return how
+        many rows went."""
+
+    async def update_identity(
+        self,
+        user_id: str,
+        *,
+        email: str | None,
+        username: str | None,
+        profile: dict[str, Any] | None = None,
+    ) -> User:
+        """Set a user's email and/or username (None leaves one as it is) and, when given, the
+        profile, in one write; return the user.
+
+        Raises:
+            UserExists: another user holds the email or username.
+            UserNotFound: no user has this id.
+        """
+
+    async def update_profile(self, user_id: str, profile: dict[str, Any]) -> User:
+        """Replace a user's stored profile; raise ``UserNotFound`` when there is no such user."""
+
+    # --- end reset tokens, outbox, identity changes ---
 
     async def record_login(self, user_id: str, *, new_hash: str | None = None) -> None:
         """Count a successful login; replace the hash when ``new_hash`` is given (rehash)."""
@@ -84,6 +234,24 @@ class Store(Protocol):
     async def delete_user(self, user_id: str) -> bool:
         """Remove a user; return whether one was removed."""
 
+    # --- brute force and rate limits (hardening issue) ---
+    async def limit_attempt(
+        self, key: str, rule: LimitRule, *, now: float, subject: str | None = None
+    ) -> LimitDecision:
+        """Count one attempt on ``key`` under ``rule`` atomically across replicas (a blocked
+        key's attempt is refused and not counted); ``subject`` tags the account it is about."""
+
+    async def limit_refund(self, key: str) -> None:
+        """Take one attempt back off ``key`` (it turned out to succeed); a block stays."""
+
+    async def limit_clear(self, keys: Sequence[str] = (), *, subject: str | None = None) -> int:
+        """Delete the counters ``keys`` and every counter of ``subject``; return how many."""
+
+    async def limit_purge(self, before: float) -> int:
+        """Delete counters whose window began and whose block ended before ``before``."""
+
+    # --- end brute force and rate limits ---
+
     async def get_setting(self, key: str) -> str | None:
         """Return a persisted setting (such as ``mode``)."""
 
@@ -98,3 +266,47 @@ class Store(Protocol):
 
     async def count_users(self) -> int:
         """Return how many users are stored."""
+
+    # --- admin queries (operations issue) ---
+    async def list_users(
+        self,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        after: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[User]:
+        """Return up to ``limit`` users in (created_at, id) order, after the cursor ``after``.
+
+        ``source`` keeps one source; ``since`` keeps users created (migrated) at or after it.
+        """
+
+    async def search_users(
+        self,
+        prefix: str,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int = 50,
+    ) -> list[tuple[str, User]]:
+        """Return up to ``limit`` ``(key, user)`` whose email or username starts with ``prefix``
+        (normalised) or whose legacy id equals it, in (key, id) order after ``after``.
+
+        ``key`` is what matched: the prefix itself for a legacy id, else the email or username.
+        """
+
+    async def count_by_source(self) -> dict[str, int]:
+        """Return how many users each source (login, reset, signup, ...) brought in."""
+
+    async def migrated_per_day(self, *, since: float) -> dict[str, int]:
+        """Return ``{UTC day: users created that day}`` for users created at or after ``since``."""
+
+    async def note_logins(self, day: str, entries: Sequence[tuple[str, bool]]) -> None:
+        """Record that each ``(ident, migrated)`` logged in on ``day`` (later days win)."""
+
+    async def login_readiness(self, *, since_day: str) -> tuple[int, int]:
+        """Return ``(identifiers seen on or after since_day, how many of them were migrated)``."""
+
+    async def prune_logins(self, *, before_day: str) -> int:
+        """Forget identifiers last seen before ``before_day``; return how many were removed."""

@@ -12,14 +12,26 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
-from store.base import NewUser, User, new_user_id, utc_day
+from store import limits, listing
+from store.base import (
+    Identifiers,
+    NewMail,
+    NewResetToken,
+    NewUser,
+    OutboxMail,
+    ResetToken,
+    User,
+    new_user_id,
+    utc_day,
+)
 from store.errors import StoreUnavailable, UserExists, UserNotFound
+from store.limits import LimitDecision, LimitRule, LimitState
 from store.schema import SCHEMA_VERSION_DDL, Migration, load_migrations, migrations_folder, pending
 from store.validation import normalise_identifier
 
@@ -50,6 +62,11 @@ _LOST = (
 # The migration names each unique constraint or index users_<field>_key.
 _UNIQUE_FIELDS = frozenset({"email", "username", "legacy_id"})
 _USER_BY_ID = "SELECT * FROM users WHERE id = $1"
+# --- admin queries (operations issue) ---
+# The "C" collation: byte order, so that a prefix is one range of users_*_prefix (0003).
+_COLUMNS = listing.Columns(
+    email='(lower(email) COLLATE "C")', username='(lower(username) COLLATE "C")', row="id"
+)
 
 
 class PostgresStore:
@@ -182,6 +199,47 @@ class PostgresStore:
         row = await self._run(lambda c: c.fetchrow(_USER_BY_ID, user_id))
         return _user(row) if row is not None else None
 
+    # --- replicas (PostgreSQL issue) ---
+    async def identifiers_after(self, after: tuple[float, str], limit: int) -> list[Identifiers]:
+        """Return up to ``limit`` users' identifiers created after ``after`` = (created_at, id)."""
+        sql = (
+            "SELECT created_at, id, email, username FROM users WHERE (created_at, id) > ($1, $2)"
+            " ORDER BY created_at, id LIMIT $3"
+        )
+        rows = await self._run(lambda c: c.fetch(sql, after[0], after[1], limit))
+        return [Identifiers(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def users_after(self, after_id: str, limit: int) -> list[User]:
+        """Return up to ``limit`` whole users whose id sorts after ``after_id``, in id order."""
+        sql = "SELECT * FROM users WHERE id > $1 ORDER BY id LIMIT $2"
+        return [_user(r) for r in await self._run(lambda c: c.fetch(sql, after_id, limit))]
+
+    async def upsert_users(self, users: Sequence[User]) -> None:
+        """Store ``users`` exactly as given (ids, hashes, times, epochs), replacing same ids."""
+        # One statement over arrays: atomic, one round trip, and safe to retry whole.
+        columns = list(zip(*(_user_row(u) for u in users), strict=True)) if users else []
+        if columns:
+            await self._run(lambda c: c.execute(_UPSERT_USERS, *columns))
+
+    async def all_settings(self) -> dict[str, str]:
+        """Return every persisted setting."""
+        rows = await self._run(lambda c: c.fetch("SELECT key, value FROM settings"))
+        return {r["key"]: r["value"] for r in rows}
+
+    async def set_counters(self, values: Mapping[tuple[str, str], int]) -> None:
+        """Set each ``(day, name)`` counter to its value (set, not add: a copy is repeatable)."""
+        if not values:
+            return
+        days, names, counts = zip(*((d, n, v) for (d, n), v in values.items()), strict=True)
+        sql = (
+            "INSERT INTO counters (day, name, value)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])"
+            " ON CONFLICT (day, name) DO UPDATE SET value = EXCLUDED.value"
+        )
+        await self._run(lambda c: c.execute(sql, list(days), list(names), list(counts)))
+
+    # --- end replicas ---
+
     async def insert_user(self, new: NewUser) -> User:
         """Store a new user; raise ``UserExists(field)`` when a unique field is taken."""
         user_id = new_user_id()  # chosen once, so a retried insert can recognise its own row
@@ -211,6 +269,133 @@ class PostgresStore:
             return row
 
         return _user(await self._run(op))
+
+    # --- reset tokens, outbox, identity changes (reset/sign-up issue) ---
+    async def insert_reset_token(self, token: NewResetToken) -> ResetToken:
+        """Store a reset token (only its hash)."""
+        args = (
+            token.token_hash,
+            token.user_id,
+            normalise_identifier(token.email),
+            token.legacy_id,
+            None if token.profile is None else orjson.dumps(token.profile).decode(),
+            token.epoch,
+            time.time(),
+            token.expires_at,
+        )
+
+        async def op(conn: Any) -> Any:
+            # ON CONFLICT: a retry after a lost connection finds the row its first try wrote.
+            await conn.execute(
+                "INSERT INTO reset_tokens (token_hash, user_id, email, legacy_id, profile, epoch,"
+                " created_at, expires_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)"
+                " ON CONFLICT (token_hash) DO NOTHING",
+                *args,
+            )
+            return await conn.fetchrow(_TOKEN_BY_HASH, token.token_hash)
+
+        return _reset_token(await self._run(op))
+
+    async def find_reset_token(self, token_hash: str) -> ResetToken | None:
+        """Return the token with this hash, used or expired alike."""
+        row = await self._run(lambda c: c.fetchrow(_TOKEN_BY_HASH, token_hash))
+        return _reset_token(row) if row is not None else None
+
+    async def use_reset_token(self, token_hash: str, *, now: float) -> ResetToken | None:
+        """Use a live token once, and retire every other live token of its email or user."""
+        # A racing second UPDATE waits for the first one's row locks, then re-checks
+        # ``used_at IS NULL`` on the committed row and skips it: one winner.
+        sql = (
+            "UPDATE reset_tokens SET used_at = $1 WHERE used_at IS NULL AND EXISTS ("
+            "  SELECT 1 FROM reset_tokens WHERE token_hash = $2 AND used_at IS NULL"
+            "  AND expires_at > $1)"
+            " AND (token_hash = $2"
+            "  OR email = (SELECT email FROM reset_tokens WHERE token_hash = $2)"
+            "  OR user_id = (SELECT user_id FROM reset_tokens WHERE token_hash = $2))"
+            " RETURNING *"
+        )
+        rows = await self._run(lambda c: c.fetch(sql, now, token_hash))
+        return next((_reset_token(r) for r in rows if r["token_hash"] == token_hash), None)
+
+    async def enqueue_mail(self, mail: NewMail, *, now: float) -> str:
+        """Put a mail in the outbox, due at once; return its id."""
+        mail_id = new_user_id()  # chosen once, so a retried insert cannot queue it twice
+        sql = (
+            "INSERT INTO outbox (id, kind, recipient, data, created_at, next_attempt_at)"
+            " VALUES ($1, $2, $3, $4::jsonb, $5, $5) ON CONFLICT (id) DO NOTHING"
+        )
+        data = orjson.dumps(mail.data).decode()
+        await self._run(lambda c: c.execute(sql, mail_id, mail.kind, mail.recipient, data, now))
+        return mail_id
+
+    async def claim_mail(self, *, now: float, lease: float, limit: int) -> list[OutboxMail]:
+        """Lease up to ``limit`` due, unsent mails; SKIP LOCKED keeps replicas off each other's."""
+        sql = (
+            "UPDATE outbox SET lease_until = $1 WHERE id IN ("
+            "  SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $2"
+            "  AND (lease_until IS NULL OR lease_until <= $2)"
+            "  ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            " RETURNING *"
+        )
+        rows = await self._run(lambda c: c.fetch(sql, now + lease, now, limit))
+        return sorted((_outbox_mail(r) for r in rows), key=lambda m: m.next_attempt_at)
+
+    async def mark_mail_sent(self, mail_id: str, *, now: float) -> None:
+        """Record that a claimed mail went out; its data is dropped."""
+        sql = (
+            "UPDATE outbox SET sent_at = $2, lease_until = NULL, data = '{}'::jsonb,"
+            " last_error = NULL WHERE id = $1"
+        )
+        await self._run(lambda c: c.execute(sql, mail_id, now))
+
+    async def mark_mail_failed(self, mail_id: str, *, error: str, retry_at: float) -> None:
+        """Record a failed attempt; the mail is due again at ``retry_at``."""
+        sql = (
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, lease_until = NULL,"
+            " last_error = $3 WHERE id = $1 AND sent_at IS NULL"
+        )
+        await self._run(lambda c: c.execute(sql, mail_id, retry_at, error[:500]))
+
+    async def count_pending_mail(self) -> int:
+        """Return how many mails are not sent yet."""
+        sql = "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+        return int(await self._run(lambda c: c.fetchval(sql)))
+
+    async def purge_reset_data(self, *, before: float) -> int:
+        """Delete tokens that expired and mails that were sent before ``before``."""
+
+        async def op(conn: Any) -> int:
+            tokens = await conn.execute("DELETE FROM reset_tokens WHERE expires_at < $1", before)
+            mails = await conn.execute("DELETE FROM outbox WHERE sent_at < $1", before)
+            return int(tokens.split()[-1]) + int(mails.split()[-1])  # status "DELETE n"
+
+        return await self._run(op)
+
+    async def update_identity(
+        self,
+        user_id: str,
+        *,
+        email: str | None,
+        username: str | None,
+        profile: dict[str, Any] | None = None,
+    ) -> User:
+        """Set a user's email and/or username (None leaves one as it is), and the profile."""
+        sql = (
+            "UPDATE users SET email = COALESCE($2, email), username = COALESCE($3, username),"
+            " profile = COALESCE($4::jsonb, profile) WHERE id = $1 RETURNING *"
+        )
+        encoded = None if profile is None else orjson.dumps(profile).decode()
+        new_email, new_username = _norm(email) or None, _norm(username) or None
+        row = await self._run(lambda c: c.fetchrow(sql, user_id, new_email, new_username, encoded))
+        if row is None:
+            raise UserNotFound(f"no user with id {user_id!r}")
+        return _user(row)
+
+    async def update_profile(self, user_id: str, profile: dict[str, Any]) -> User:
+        """Replace a user's stored profile."""
+        return await self.update_identity(user_id, email=None, username=None, profile=profile)
+
+    # --- end reset tokens, outbox, identity changes ---
 
     async def record_login(self, user_id: str, *, new_hash: str | None = None) -> None:
         """Count a successful login; replace the hash when ``new_hash`` is given (rehash)."""
@@ -256,6 +441,141 @@ class PostgresStore:
     async def count_users(self) -> int:
         """Return how many users are stored."""
         return int(await self._run(lambda c: c.fetchval("SELECT count(*) FROM users")))
+
+    # --- admin queries (operations issue) ---
+    async def list_users(
+        self,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        after: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[User]:
+        """Return up to ``limit`` users in (created_at, id) order, after the cursor ``after``."""
+        sql, params = listing.list_query(source=source, since=since, after=after, limit=limit)
+        rows = await self._run(lambda c: c.fetch(listing.numbered(sql), *params))
+        return [_user(r) for r in rows]
+
+    async def search_users(
+        self,
+        prefix: str,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int = 50,
+    ) -> list[tuple[str, User]]:
+        """Return ``(key, user)`` whose email/username starts with ``prefix`` or legacy id is it."""
+        norm = normalise_identifier(prefix)
+        if not norm or "\x00" in prefix:  # PostgreSQL text cannot hold NUL: nobody matches
+            return []
+        branches = listing.search_queries(
+            _COLUMNS, norm, prefix.strip(), source=source, since=since, after=after, limit=limit
+        )
+
+        async def op(conn: Any) -> list[list[User]]:
+            return [
+                [_user(r) for r in await conn.fetch(listing.numbered(sql), *params)]
+                for sql, params in branches
+            ]
+
+        found = await self._run(op)
+        return listing.merge_matches(listing.search_keys(norm, after, *found), norm, limit)
+
+    async def count_by_source(self) -> dict[str, int]:
+        """Return how many users each source (login, reset, signup, ...) brought in."""
+        sql = "SELECT source, count(*) AS n FROM users GROUP BY source"
+        return {r["source"]: int(r["n"]) for r in await self._run(lambda c: c.fetch(sql))}
+
+    async def migrated_per_day(self, *, since: float) -> dict[str, int]:
+        """Return ``{UTC day: users created that day}`` for users created at or after ``since``."""
+        sql = (
+            "SELECT floor(created_at / 86400)::bigint AS d, count(*) AS n FROM users"
+            " WHERE created_at >= $1 GROUP BY d ORDER BY d"
+        )
+        rows = await self._run(lambda c: c.fetch(sql, since))
+        return {listing.day_of(int(r["d"])): int(r["n"]) for r in rows}
+
+    async def note_logins(self, day: str, entries: Sequence[tuple[str, bool]]) -> None:
+        """Record that each ``(ident, migrated)`` logged in on ``day`` (later days win)."""
+        merged = listing.merge_logins(entries)
+        if not merged:
+            return
+        sql = (  # a constant: the values are parameters
+            "INSERT INTO login_activity (ident, last_day, migrated)"  # noqa: S608
+            " SELECT i, $2, m FROM unnest($1::text[], $3::boolean[]) AS t(i, m)"
+            + listing.NOTE_LOGINS_UPDATE
+        )
+        idents, flags = list(merged), list(merged.values())
+        await self._run(lambda c: c.execute(sql, idents, day, flags))
+
+    async def login_readiness(self, *, since_day: str) -> tuple[int, int]:
+        """Return ``(identifiers seen on or after since_day, how many of them were migrated)``."""
+        sql = (
+            "SELECT count(*) AS n, count(*) FILTER (WHERE migrated) AS m"
+            " FROM login_activity WHERE last_day >= $1"
+        )
+        row = await self._run(lambda c: c.fetchrow(sql, since_day))
+        return int(row["n"]), int(row["m"])
+
+    async def prune_logins(self, *, before_day: str) -> int:
+        """Forget identifiers last seen before ``before_day``; return how many were removed."""
+        sql = "DELETE FROM login_activity WHERE last_day < $1"
+        status = await self._run(lambda c: c.execute(sql, before_day))
+        return int(str(status).rsplit(" ", 1)[-1])
+
+    # --- end admin queries ---
+
+    # --- brute force and rate limits (hardening issue) ---
+    async def limit_attempt(
+        self, key: str, rule: LimitRule, *, now: float, subject: str | None = None
+    ) -> LimitDecision:
+        """Count one attempt on ``key`` under ``rule`` (compare-and-swap on ``version``)."""
+        select = "SELECT count, window_start, blocked_until, version FROM limits WHERE key = $1"
+        insert = (
+            "INSERT INTO limits (count, window_start, blocked_until, version, key, subject)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING RETURNING key"
+        )
+        update = (
+            "UPDATE limits SET count = $1, window_start = $2, blocked_until = $3, version = $4"
+            " WHERE key = $5 AND version = $6 RETURNING key"
+        )
+
+        async def load() -> LimitState | None:
+            row = await self._run(lambda c: c.fetchrow(select, key))
+            return LimitState(*row) if row is not None else None
+
+        async def write(old: LimitState | None, new: LimitState) -> bool:
+            fields = (new.count, new.window_start, new.blocked_until, new.version, key)
+            if old is None:
+                done = await self._run(lambda c: c.fetchval(insert, *fields, subject))
+            else:
+                done = await self._run(lambda c: c.fetchval(update, *fields, old.version))
+            return done is not None
+
+        return await limits.apply(load, write, rule, now)
+
+    async def limit_refund(self, key: str) -> None:
+        """Take one attempt back off ``key`` (it turned out to succeed); a block stays."""
+        sql = (
+            "UPDATE limits SET count = GREATEST(count - 1, 0), version = version + 1"
+            " WHERE key = $1"
+        )
+        await self._run(lambda c: c.execute(sql, key))
+
+    async def limit_clear(self, keys: Sequence[str] = (), *, subject: str | None = None) -> int:
+        """Delete the counters ``keys`` and every counter of ``subject``; return how many."""
+        sql = "DELETE FROM limits WHERE key = ANY($1::text[]) OR subject = $2"
+        status = await self._run(lambda c: c.execute(sql, list(keys), subject))
+        return int(status.split()[-1])
+
+    async def limit_purge(self, before: float) -> int:
+        """Delete counters whose window began and whose block ended before ``before``."""
+        sql = "DELETE FROM limits WHERE window_start < $1 AND blocked_until < $1"
+        status = await self._run(lambda c: c.execute(sql, before))
+        return int(status.split()[-1])
+
+    # --- end brute force and rate limits ---
 
     async def get_setting(self, key: str) -> str | None:
         """Return a persisted setting (such as ``mode``)."""
@@ -369,6 +689,42 @@ def _describe(exc: BaseException) -> str:
     return f"PostgreSQL: {type(exc).__name__}: {text}"
 
 
+# --- replicas (PostgreSQL issue) ---
+_UPSERT_USERS = (
+    "INSERT INTO users (id, legacy_id, email, username, password_hash, profile, source,"
+    " created_at, last_login_at, login_count, blocked, session_epoch)"
+    " SELECT u.id, u.legacy_id, u.email, u.username, u.password_hash, u.profile::jsonb,"
+    " u.source, u.created_at, u.last_login_at, u.login_count, u.blocked, u.session_epoch"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+    " $7::text[], $8::float8[], $9::float8[], $10::int[], $11::bool[], $12::int[])"
+    " AS u(id, legacy_id, email, username, password_hash, profile, source, created_at,"
+    " last_login_at, login_count, blocked, session_epoch)"
+    " ON CONFLICT (id) DO UPDATE SET legacy_id = EXCLUDED.legacy_id, email = EXCLUDED.email,"
+    " username = EXCLUDED.username, password_hash = EXCLUDED.password_hash,"
+    " profile = EXCLUDED.profile, source = EXCLUDED.source, created_at = EXCLUDED.created_at,"
+    " last_login_at = EXCLUDED.last_login_at, login_count = EXCLUDED.login_count,"
+    " blocked = EXCLUDED.blocked, session_epoch = EXCLUDED.session_epoch"
+)
+
+
+def _user_row(user: User) -> tuple[Any, ...]:
+    profile = orjson.dumps(user.profile, option=orjson.OPT_NON_STR_KEYS).decode()
+    return (
+        user.id,
+        user.legacy_id,
+        _norm(user.email),
+        _norm(user.username),
+        user.password_hash,
+        profile,
+        user.source,
+        user.created_at,
+        user.last_login_at,
+        user.login_count,
+        user.blocked,
+        user.session_epoch,
+    )
+
+
 def _user(row: Any) -> User:
     # By name: a column that a later migration adds is ignored rather than shifting others.
     values = {name: row[name] for name in User.__slots__}
@@ -392,3 +748,20 @@ def _lock_key(schema: str) -> int:
 
 def _norm(identifier: str | None) -> str | None:
     return normalise_identifier(identifier) if identifier is not None else None
+
+
+# --- reset tokens, outbox (reset/sign-up issue) ---
+_TOKEN_BY_HASH = "SELECT * FROM reset_tokens WHERE token_hash = $1"
+
+
+def _reset_token(row: Any) -> ResetToken:
+    values = {name: row[name] for name in ResetToken.__slots__}
+    if values["profile"] is not None:
+        values["profile"] = orjson.loads(values["profile"])
+    return ResetToken(**values)
+
+
+def _outbox_mail(row: Any) -> OutboxMail:
+    values = {name: row[name] for name in OutboxMail.__slots__}
+    values["data"] = orjson.loads(values["data"])
+    return OutboxMail(**values)

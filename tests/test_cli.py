@@ -18,6 +18,7 @@ def test_check_config_prints_ok(
 ) -> None:
     """check-config prints ok for the example with its secret set."""
     monkeypatch.setenv("AUTHSHIM_SECRET", "x" * 40)
+    monkeypatch.setenv("LEGACY_LOOKUP_AUTH", "Bearer x")  # the example's [lookup] header
     assert main(["check-config", str(ROOT / "examples" / "authshim.toml")]) == 0
     assert capsys.readouterr().out.strip() == "ok"
 

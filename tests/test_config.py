@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_example_config_loads_as_written() -> None:
     """examples/authshim.toml (the core issue's example) loads with the secret in the env."""
-    config = load_config(ROOT / "examples" / "authshim.toml", env={"AUTHSHIM_SECRET": SECRET})
+    env = {"AUTHSHIM_SECRET": SECRET, "LEGACY_LOOKUP_AUTH": "Bearer lookup-secret"}
+    config = load_config(ROOT / "examples" / "authshim.toml", env=env)
     assert (config.server.host, config.server.port) == ("127.0.0.1", 8080)
     assert [route.path for route in config.logins] == ["/accounts/login/", "/api/login"]
     assert (
@@ -25,6 +26,16 @@ def test_the_example_config_loads_as_written() -> None:
     assert config.logins[1].answer.json == {"ok": True, "user": "{profile}"}
     assert config.session.max_age == 14 * 86400 and config.session.secure is False
     assert config.identity == (("X-Forwarded-User", "username"), ("X-Forwarded-Email", "email"))
+    # Reset, sign-up and password change (reset/sign-up issue).
+    assert config.lookup is not None and config.lookup.timeout == 5.0
+    assert [(n, s.value) for n, s in config.lookup.headers] == [
+        ("Authorization", "Bearer lookup-secret")
+    ]
+    assert config.reset is not None and config.reset.expires == 1800.0
+    assert config.mail is not None and config.mail.transport == "file"
+    assert config.signup is not None and config.signup.fields == ("first_name", "last_name")
+    assert config.password_change is not None and config.password_change.new == "new_password1"
+    assert (config.policy.min_length, config.policy.max_length) == (8, 1024)
 
 
 def test_every_problem_is_reported_at_once_naming_its_key() -> None:
@@ -107,3 +118,50 @@ def test_every_config_key_is_documented() -> None:
     documented = set(re.findall(r"`([a-z_]+(?:\.[a-z_]+)*)`", doc))
     missing = [key for key in ALL_KEYS if key not in documented]
     assert not missing, f"undocumented keys: {missing}"
+
+
+def test_the_account_sections_report_every_problem() -> None:
+    """[lookup], [reset], [mail], [signup], [password_change] and [policy] name each mistake,
+    and what one section needs from another."""
+    raw = {
+        **EXAMPLE,
+        "lookup": {"by_email": "ftp://x/{email}", "headers": {"X-Key": "env:MISSING"}},
+        "reset": {"request_path": "/accounts/login/", "link": "/no-token", "expires": "0s"},
+        "signup": {"path": "/join", "email": "email", "password": "pw", "success": {}},
+        "password_change": {"path": "change", "old": "old"},
+        "policy": {"min_length": 20, "max_length": 10},
+        "mail": {"transport": "carrier-pigeon", "from": "nobody"},
+        "profile": {"refresh_on_login": "yes"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, {"AUTHSHIM_SECRET": SECRET})
+    problems = "\n".join(caught.value.problems)
+    for key in [
+        "lookup.by_email: must be an http(s):// URL containing {email}",
+        "lookup.headers.X-Key: environment variable MISSING is not set",
+        "reset.link",
+        "reset.expires",
+        "reset.request_path: /accounts/login/ is already intercepted by login",
+        "signup.success: only applies with handler = 'upstream'",
+        "password_change.path",
+        "password_change.new",
+        "policy.min_length",
+        "mail.transport",
+        "mail.from",
+        "profile.refresh_on_login: must be bool",
+    ]:
+        assert key in problems, key
+    bare = {**EXAMPLE, "reset": raw["reset"] | {"link": "https://x/r?t={token}", "expires": "1m"}}
+    bare["signup"] = {"path": "/join", "email": "email", "password": "pw"}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(bare, {"AUTHSHIM_SECRET": SECRET})
+    problems = "\n".join(caught.value.problems)
+    assert "reset: needs [mail]" in problems
+    assert "signup.handler: 'local' in mode migrate needs [lookup]" in problems
+
+
+def test_every_account_section_is_optional() -> None:
+    """Without the new sections the features are off and the config loads as before."""
+    config = parse_config(EXAMPLE, {"AUTHSHIM_SECRET": SECRET})
+    assert (config.lookup, config.reset, config.mail, config.signup) == (None,) * 4
+    assert config.password_change is None and config.profile.refresh_on_login is False

@@ -93,9 +93,11 @@ async def test_a_profile_naming_another_user_is_never_captured(
 
 
 async def test_fifty_concurrent_first_logins_give_one_record(
-    proxy: Proxy, legacy: FakeLegacy
+    start_proxy: StartProxy, legacy: FakeLegacy
 ) -> None:
     """Fifty simultaneous first logins of one user store exactly one user."""
+    # Fifty attempts at once from one address would be throttled past limits.login_account_ip.
+    proxy = await start_proxy(lambda raw: raw.update(limits={"login_account_ip": 100}))
     results = await asyncio.gather(
         *(json_login(proxy, "bob@example.com", "builder-22") for _ in range(50))
     )

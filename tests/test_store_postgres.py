@@ -7,7 +7,6 @@ The backend-neutral behaviour is in tests/test_store_contract.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -20,6 +19,7 @@ from store.base import NewUser, User
 from store.errors import StoreUnavailable, UserExists
 from store.postgres import PostgresStore
 from store.schema import load_migrations, migrations_folder
+from tests.fixtures.relay import PgRelay as _Relay
 from tests.fixtures.store import PG_DSN, _drop_schema, _pg_reachable
 
 _UNREACHABLE = _pg_reachable()
@@ -239,68 +239,3 @@ async def _terminate(pg: asyncpg.Connection, application_name: str) -> int:
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1"
     )
     return int(await pg.fetchval(sql, application_name))
-
-
-class _Relay:
-    """A TCP relay to PostgreSQL on 127.0.0.1 that can cut a connection or stop listening."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.opened = 0
-        # ("request" or "reply", marker): drop the next message in that direction containing
-        # the marker, and its connection with it.
-        self.cut: tuple[str, bytes] | None = None
-        self.cuts = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/test?sslmode=disable"
-
-    async def __aenter__(self) -> _Relay:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Refuse new connections and close every relayed one."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in self._writers:
-            writer.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        self._writers.clear()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.opened += 1
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
-        self._writers |= {writer, up_writer}
-        for task in (
-            self._pipe(reader, up_writer, "request"),
-            self._pipe(up_reader, writer, "reply"),
-        ):
-            self._tasks.add(asyncio.create_task(task))
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str
-    ) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                if self.cut is not None and self.cut[0] == direction and self.cut[1] in data:
-                    self.cut, self.cuts = None, self.cuts + 1
-                    break
-                writer.write(data)
-                await writer.drain()
-        writer.close()

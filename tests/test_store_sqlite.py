@@ -17,6 +17,9 @@ from store.factory import create_store, split_schema, sqlite_path
 from store.schema import Migration, load_migrations, migrations_folder, pending, split_statements
 from store.sqlite import SQLiteStore
 
+# Every packaged migration: later issues add their own, so no test hard-codes how many there are.
+PACKAGED = load_migrations(migrations_folder("sqlite"))
+
 HASH = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 
 
@@ -117,7 +120,7 @@ async def test_open_creates_the_folder_and_uses_wal(tmp_path: Path) -> None:
     with raw(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [
-            (1, "0001_init.sql")
+            (m.version, m.name) for m in PACKAGED
         ]
 
 
@@ -246,7 +249,7 @@ async def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
         await store.open()
         await store.close()
     with raw(tmp_path / "authshim.db") as conn:
-        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (len(PACKAGED),)
 
 
 async def test_processes_opening_together_migrate_once(tmp_path: Path) -> None:
@@ -257,7 +260,7 @@ async def test_processes_opening_together_migrate_once(tmp_path: Path) -> None:
     finally:
         await asyncio.gather(*(s.close() for s in stores))
     with raw(tmp_path / "authshim.db") as conn:
-        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (len(PACKAGED),)
 
 
 async def test_later_migration_is_applied_on_open(tmp_path: Path) -> None:
@@ -267,8 +270,9 @@ async def test_later_migration_is_applied_on_open(tmp_path: Path) -> None:
     await first.open()
     await first.set_setting("mode", "cutover")
     await first.close()
-    extra = Migration(2, "0002_note.sql", "ALTER TABLE users ADD COLUMN note TEXT;")
-    second = SQLiteStore(path, migrations=[*load_migrations(migrations_folder("sqlite")), extra])
+    version = PACKAGED[-1].version + 1
+    extra = Migration(version, f"{version:04d}_note.sql", "ALTER TABLE users ADD COLUMN note TEXT;")
+    second = SQLiteStore(path, migrations=[*PACKAGED, extra])
     await second.open()
     try:
         assert await second.get_setting("mode") == "cutover"
@@ -276,7 +280,8 @@ async def test_later_migration_is_applied_on_open(tmp_path: Path) -> None:
     finally:
         await second.close()
     with raw(path) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [1, 2]
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+        assert versions == [*(m.version for m in PACKAGED), version]
 
 
 async def test_failing_migration_leaves_the_schema_untouched(tmp_path: Path) -> None:

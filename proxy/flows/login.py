@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -10,9 +13,19 @@ from proxy import log
 from proxy.answers import problem, render
 from proxy.bodies import BodyTooLarge, Submitted, parse_fields, read_body
 from proxy.config import LoginRoute
-from proxy.errors import BadRequestBody, ProfileError, UpstreamError
+from proxy.errors import (
+    AmbiguousBody,
+    BadRequestBody,
+    LookupFailed,
+    ProfileError,
+    Throttled,
+    UpstreamError,
+)
+from proxy.flows.identity import schedule_refresh
 from proxy.forward import UpstreamAnswer, upstream_failure
+from proxy.guards import same_site, unambiguous
 from proxy.legacy import fetch_profile, judge, map_profile
+from proxy.limits import client_ip, throttled_answer
 from proxy.services import Services
 from store.base import NewUser, User
 from store.errors import (
@@ -32,12 +45,19 @@ from store.validation import (
 )
 
 RETRY_AFTER = {"Retry-After": "1"}
+Result = tuple[str, web.StreamResponse, str | None]
+# Outcomes that settle the counted attempt: a right password, or nobody judged it at all.
+SUCCEEDED = frozenset({"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok"})
+UNJUDGED = frozenset({"upstream_error", "overloaded", "store_error"})
+UNREADABLE = "\x00unreadable"  # the account that bodies authshim cannot read are counted on
 
 
 async def handle(request: web.Request, svc: Services, route: LoginRoute) -> web.StreamResponse:
     """Answer one login POST and log one line about it."""
     started = time.perf_counter()
     outcome, response, user_id = await _login(request, svc, route)
+    if outcome in ("local_ok", "rehashed") and user_id is not None:
+        schedule_refresh(svc, user_id)  # profile.refresh_on_login (reset/sign-up issue)
     svc.counters.add(f"login.{outcome}")
     log.event(
         "login",
@@ -53,33 +73,100 @@ async def handle(request: web.Request, svc: Services, route: LoginRoute) -> web.
 async def _login(
     request: web.Request, svc: Services, route: LoginRoute
 ) -> tuple[str, web.StreamResponse, str | None]:
+    server = svc.config.server
+    if route.format == "form" and not same_site(request, server.public_url):
+        # SECURITY: login CSRF: another site must not log a browser into the attacker's account.
+        return "forbidden_origin", problem(403, "this form may only be posted from the site"), None
     try:
-        raw = await read_body(request, svc.config.server.max_body)
+        # SECURITY: a client trickling its body must not hold a handler (and its memory) forever.
+        async with asyncio.timeout(server.body_timeout):
+            raw = await read_body(request, server.max_body)
     except BodyTooLarge as exc:
         return "too_large", problem(413, str(exc)), None
+    except TimeoutError:
+        return "body_timeout", problem(408, "the body did not arrive in time"), None
+    ip = client_ip(request, server.trusted_proxies)
     try:
         submitted = Submitted(raw, parse_fields(raw, route.format, request.content_type))
+        # SECURITY: a repeated credential could be read as another user by the legacy app.
+        unambiguous(raw, route.format, (route.identifier, route.password))
         identifier = normalise_identifier(submitted.text(route.identifier))
         password = submitted.text(route.password)
         if not identifier or not password:
             raise BadRequestBody("the identifier and the password must not be empty")
+    except AmbiguousBody as exc:
+        return "ambiguous", problem(400, str(exc)), None
     except BadRequestBody as exc:
         if svc.cutover:
             return "bad_request", problem(400, str(exc)), None
-        # The legacy app answers a body authshim cannot read, exactly as it did before.
-        return "forwarded_unread", await _forward_raw(request, svc, raw), None
+        # The legacy app answers a body authshim cannot read, exactly as it did before, but
+        # SECURITY: under limits of its own, or such bodies would be a way around them.
+        return await _limited(
+            svc, UNREADABLE, ip, lambda: _forward_unread(request, svc, route, raw)
+        )
+    return await _limited(
+        svc, identifier, ip, lambda: _judge(request, svc, route, submitted, identifier, password)
+    )
 
+
+async def _limited(
+    svc: Services, identifier: str, ip: str, judged: Callable[[], Awaitable[Result]]
+) -> Result:
+    """Count the attempt before any argon2 or legacy work, then settle it by its outcome."""
+    try:
+        ticket = await svc.limits.login_attempt(identifier, ip)
+    except Throttled as exc:
+        return "throttled", throttled_answer(exc), None
+    except StoreError:
+        # The store is down. A user who surely has not migrated still reaches the legacy app,
+        # which guarded its own logins before authshim (replicas issue: fail safe, uncounted
+        # here); the store-down branch of _judge forwards it without capture.
+        if not svc.cutover and not svc.known.may_have_migrated(identifier):
+            return await judged()
+        # SECURITY: fail closed: an attempt that cannot be counted is not let through.
+        unavailable = problem(503, "the user store is unavailable", headers=RETRY_AFTER)
+        return "store_error", unavailable, None
+    result = await judged()
+    if result[0] in SUCCEEDED:
+        await svc.limits.login_succeeded(ticket)
+    elif result[0] in UNJUDGED:
+        await svc.limits.login_unjudged(ticket)
+    return result
+
+
+async def _forward_unread(
+    request: web.Request, svc: Services, route: LoginRoute, raw: bytes
+) -> Result:
+    user = await _quiet_session_user(request, svc)
+    try:
+        async with svc.forwarder.exchange(request, body=raw, identity=svc.identity(user)) as answer:
+            outcome = "forwarded_unread_ok" if judge(answer, route.success) else "forwarded_unread"
+            return outcome, await svc.forwarder.respond(request, answer), None
+    except UpstreamError as exc:
+        return "upstream_error", upstream_failure(exc), None
+
+
+async def _judge(
+    request: web.Request,
+    svc: Services,
+    route: LoginRoute,
+    submitted: Submitted,
+    identifier: str,
+    password: str,
+) -> Result:
     try:
         user = await svc.store.find_user(identifier)
     except StoreUnavailable:
-        if svc.cutover:
+        # SECURITY: a user who may have migrated is never sent to the legacy app, which may
+        # still accept a password changed here since; svc.known says who surely has not.
+        if svc.cutover or svc.known.may_have_migrated(identifier):
             return (
                 "store_error",
                 problem(503, "the user store is unavailable", headers=RETRY_AFTER),
                 None,
             )
         # Fail safe: the legacy app can still answer; nothing is captured meanwhile.
-        return "store_error", await _forward_raw(request, svc, raw), None
+        return "store_down_forwarded", await _forward_raw(request, svc, submitted.raw), None
 
     try:
         if user is not None:
@@ -128,6 +215,7 @@ async def _local(
         await svc.store.record_login(user.id, new_hash=new_hash)
     except StoreError as exc:
         log.event("login.record_failed", user=user.id, error=type(exc).__name__)
+    svc.login_activity.note(None, user)  # for the cut-over readiness figure
     next_value = _next_value(request, submitted, route)
     cookie = svc.sessions.issue(user)
     answer = render(route.answer, next_value=next_value, profile=user.profile, cookies=[cookie])
@@ -166,6 +254,9 @@ async def _forward_and_capture(
             if not judge(answer, route.success):
                 return "legacy_refused", await svc.forwarder.respond(request, answer), None
             user = await _capture(request, svc, route, answer, identifier, password)
+            svc.known.add_user(user)  # migrated now: never forwarded while the store is down
+            # Accepted by the legacy app: migrated now (captured) or still not (rejected).
+            svc.login_activity.note(identifier, user)
             cookies = [svc.sessions.issue(user)] if user else []
             response = await svc.forwarder.respond(request, answer, cookies=cookies)
             return ("captured" if user else "legacy_ok"), response, user.id if user else None
@@ -188,7 +279,7 @@ async def _capture(
             existing = await svc.store.find_user(identifier)
             if existing is not None:
                 return existing
-            profile = await fetch_profile(svc.forwarder, route.profile, answer, request.headers)
+            profile = await _legacy_profile(svc, route, answer, request, identifier)
             fields = _checked_fields(svc, identifier, map_profile(profile, svc.config.profile))
             phc = await svc.passwords.hash(password)
             new = NewUser(fields.email, fields.username, phc, profile, fields.legacy_id, "login")
@@ -212,6 +303,25 @@ async def _capture(
     svc.counters.add(f"capture.rejected.{reason}")
     log.event("capture.rejected", route=route.path, reason=reason)
     return None
+
+
+async def _legacy_profile(
+    svc: Services, route: LoginRoute, answer: UpstreamAnswer, request: web.Request, identifier: str
+) -> dict[str, Any]:
+    """The accepted user's profile: from the answer, a GET with its cookies, or the look-up."""
+    if not route.profile.lookup:
+        return await fetch_profile(svc.forwarder, route.profile, answer, request.headers)
+    lookup = svc.lookup
+    if lookup is None:
+        raise ProfileError("login.profile.lookup needs [lookup]")
+    by_email = lookup.by_email_enabled and ("@" in identifier or not lookup.by_username_enabled)
+    try:
+        found = await (lookup.by_email(identifier) if by_email else lookup.by_username(identifier))
+    except LookupFailed as exc:
+        raise ProfileError(str(exc)) from None
+    if found is None:
+        raise ProfileError("the look-up does not know the user the legacy app accepted")
+    return found.profile
 
 
 async def _twin(svc: Services, identifier: str) -> User | None:

@@ -1,0 +1,1 @@
+"""authshim benchmarks: `python -m bench [--quick]`, and the locustfile."""

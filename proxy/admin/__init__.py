@@ -1,0 +1,1 @@
+"""The admin listener: users API, stats, mode, export, metrics and the dashboard."""

@@ -1,0 +1,1 @@
+"""``authshim`` command groups that live in modules of their own (see ``proxy.cli``)."""

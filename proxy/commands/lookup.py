@@ -1,0 +1,75 @@
+"""``authshim lookup EMAIL [--username] [--config FILE]``: run the legacy look-up once, so that
+an operator can check ``[lookup]`` and ``[profile]`` before relying on them.
+
+Exit status: 0 found, 1 not found (the legacy app answered 404), 2 a config problem, 3 the
+look-up failed (any other answer, or none), which authshim never takes for "not found".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TextIO
+
+import aiohttp
+import orjson
+
+from proxy.cli import DEFAULT_CONFIG
+from proxy.config import Config, load_config
+from proxy.errors import LookupFailed
+from proxy.lookup import LegacyUser, Lookup
+from store.errors import RejectedCapture
+from store.validation import normalise_identifier, validate_capture
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``lookup`` to the ``authshim`` command."""
+    p = subparsers.add_parser(
+        "lookup", help="look a user up in the legacy app with the [lookup] config"
+    )
+    p.add_argument("identifier", help="an email (a username with --username)")
+    p.add_argument("--username", action="store_true", help="look up by username, not email")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config (default: %(default)s)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one look-up and print what authshim would make of the profile."""
+    config = load_config(args.config)
+    if config.lookup is None:
+        print(f"authshim: {args.config} has no [lookup] section", file=sys.stderr)
+        return 2
+    identifier = normalise_identifier(str(args.identifier))
+    return asyncio.run(lookup_once(config, identifier, by_username=args.username, out=sys.stdout))
+
+
+async def lookup_once(config: Config, identifier: str, *, by_username: bool, out: TextIO) -> int:
+    """Look ``identifier`` up and describe the answer on ``out``; return the exit status."""
+    assert config.lookup is not None
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        lookup = Lookup(config.lookup, session, config.profile)
+        try:
+            found = await (lookup.by_username if by_username else lookup.by_email)(identifier)
+        except LookupFailed as exc:
+            print(f"authshim: the look-up failed: {exc}", file=sys.stderr)
+            return 3
+    if found is None:
+        print("not found (the legacy app answered 404)", file=out)
+        return 1
+    _describe(config, found, out)
+    return 0
+
+
+def _describe(config: Config, found: LegacyUser, out: TextIO) -> None:
+    print("found:", file=out)
+    print(orjson.dumps(found.profile, option=orjson.OPT_INDENT_2).decode(), file=out)
+    fields = found.fields
+    print(f"legacy_id: {fields.legacy_id}", file=out)
+    print(f"email:     {fields.email}", file=out)
+    print(f"username:  {fields.username}", file=out)
+    try:
+        validate_capture(fields, requires_username=config.migration.requires_username)
+        print("import rules: pass", file=out)
+    except RejectedCapture as exc:
+        print(f"import rules: rejected ({exc})", file=out)

@@ -1,0 +1,83 @@
+"""A password change's story: a migrated user with a session changes it here; others are
+forwarded to the legacy app.
+
+authshim checks the old password (argon2), applies the policy to the new one, stores its hash
+and bumps the session epoch, which ends every session of the user (and retires their reset
+tokens); the client that asked gets a fresh session, so only the other sessions end.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from proxy import log
+from proxy.answers import problem, render
+from proxy.bodies import BodyTooLarge, Submitted, parse_fields, read_body
+from proxy.config import PasswordChangeConfig
+from proxy.errors import BadRequestBody, WeakPassword
+from proxy.flows.common import elapsed_ms, forward_raw, session_user, unavailable
+from proxy.guards import same_site
+from proxy.policy import check_password
+from proxy.services import Services
+from proxy.sessions import set_cookie
+from store.errors import InvalidPassword, Overloaded, StoreError
+
+Result = tuple[str, web.StreamResponse, str | None]
+
+
+async def handle(
+    request: web.Request, svc: Services, cfg: PasswordChangeConfig
+) -> web.StreamResponse:
+    """Answer one password-change POST and log one line about it."""
+    started = time.perf_counter()
+    outcome, response, user_id = await _change(request, svc, cfg)
+    svc.counters.add(f"password_change.{outcome}")
+    log.event(
+        "password_change", route=cfg.path, outcome=outcome, user=user_id,
+        status=response.status, ms=elapsed_ms(started),
+    )  # fmt: skip
+    return response
+
+
+async def _change(request: web.Request, svc: Services, cfg: PasswordChangeConfig) -> Result:
+    if cfg.format == "form" and not same_site(request, svc.config.server.public_url):
+        # SECURITY: another site must not post this form with the browser's cookies.
+        return "forbidden_origin", problem(403, "this form may only be posted from the site"), None
+    try:
+        raw = await read_body(request, svc.config.server.max_body)
+    except BodyTooLarge as exc:
+        return "too_large", problem(413, str(exc)), None
+    user = await session_user(request, svc)
+    if user is None:
+        if svc.cutover:
+            return "no_session", render(cfg.failure), None
+        # Not migrated (or not logged in through authshim): the legacy app's business.
+        return "forwarded", await forward_raw(request, svc, raw), None
+    try:
+        submitted = Submitted(raw, parse_fields(raw, cfg.format, request.content_type))
+        old, new = submitted.text(cfg.old), submitted.text(cfg.new)
+        again = submitted.text(cfg.confirm) if cfg.confirm else new
+        check_password(new, svc.config.policy)
+        if again != new:
+            raise BadRequestBody("the two new passwords differ")
+    except (BadRequestBody, WeakPassword) as exc:
+        return "bad_request", problem(400, str(exc)), user.id
+    try:
+        await svc.passwords.verify(user.password_hash, old)
+    except InvalidPassword:
+        return "wrong_password", render(cfg.failure), user.id
+    except Overloaded:
+        return "overloaded", unavailable("too many password changes at once; retry"), user.id
+    try:
+        phc = await svc.passwords.hash(new)
+        epoch = await svc.store.set_password(user.id, phc)  # ends every session, this one too
+    except Overloaded:
+        return "overloaded", unavailable("too many password changes at once; retry"), user.id
+    except StoreError:
+        return "store_error", unavailable("the user store is unavailable"), user.id
+    svc.sessions.forget(user.id)
+    # The client that changed it keeps going on a session of the new epoch.
+    cookie = set_cookie(svc.config.session, svc.sessions.codec.issue(user.id, epoch))
+    return "changed", render(cfg.answer, cookies=[cookie]), user.id

@@ -1,0 +1,160 @@
+"""A password-reset request's story: a token is made and mailed, and the answer is the same
+for everyone.
+
+The answer goes out before any work that depends on who asked: whether the email belongs to a
+stored user, a legacy user (found by the look-up) or nobody, the client gets the configured
+answer in the same time, and the work (token, outbox row) runs in the background. Only without
+a look-up, in mode ``migrate``, is an email the store does not know forwarded to the legacy
+app, which then handles its own reset.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from proxy import log
+from proxy.answers import problem, render
+from proxy.bodies import BodyTooLarge, Submitted, parse_fields, read_body
+from proxy.config import Config, ResetConfig
+from proxy.errors import BadRequestBody, LookupFailed, Throttled
+from proxy.flows.common import RETRY_AFTER, elapsed_ms, forward_raw
+from proxy.limits import client_ip, throttled_answer
+from proxy.mail import Renderer
+from proxy.services import Services
+from proxy.tokens import derive_token, hash_token, new_seed, token_key
+from store.base import NewMail, NewResetToken, OutboxMail
+from store.errors import RejectedCapture, StoreError, StoreUnavailable
+from store.validation import normalise_identifier, validate_capture
+
+MAIL_KIND = "reset"
+
+
+async def handle(request: web.Request, svc: Services, cfg: ResetConfig) -> web.StreamResponse:
+    """Answer one reset request and log one line about it."""
+    started = time.perf_counter()
+    outcome, response = await _request(request, svc, cfg)
+    svc.counters.add(f"reset.request.{outcome}")
+    log.event(
+        "reset.request", route=cfg.request_path, outcome=outcome, status=response.status,
+        ms=elapsed_ms(started),
+    )  # fmt: skip
+    return response
+
+
+async def _request(
+    request: web.Request, svc: Services, cfg: ResetConfig
+) -> tuple[str, web.StreamResponse]:
+    try:
+        raw = await read_body(request, svc.config.server.max_body)
+    except BodyTooLarge as exc:
+        return "too_large", problem(413, str(exc))
+    try:
+        submitted = Submitted(raw, parse_fields(raw, cfg.format, request.content_type))
+        email = normalise_identifier(submitted.text(cfg.email))
+        if not email:
+            raise BadRequestBody(f"the field {cfg.email!r} must not be empty")
+    except BadRequestBody as exc:
+        if svc.cutover:
+            return "bad_request", problem(400, str(exc))
+        return "forwarded_unread", await forward_raw(request, svc, raw)
+    try:
+        await svc.limits.check("reset", ip=client_ip(request, svc.config.server.trusted_proxies),
+                               address=email)  # fmt: skip
+    except Throttled as exc:
+        return "throttled", throttled_answer(exc)
+    except StoreError:
+        pass  # the limits are a guard, not a gate: a reset still works while they cannot count
+
+    if not (svc.cutover or _looks_up(svc)):
+        # Mode migrate without a look-up: only authshim's own users are answered here.
+        try:
+            known = await svc.store.find_user(email) is not None
+        except StoreUnavailable:
+            known = False  # fail safe: the legacy app can still handle its own reset
+        if not known:
+            return "forwarded", await forward_raw(request, svc, raw)
+    # SECURITY: answer first, work after, so that the answer says nothing and takes the same
+    # time whether or not anyone has this email.
+    if not svc.background.spawn(issue(svc, cfg, email), name="reset.issue"):
+        return "overloaded", problem(503, "too many resets at once; retry", headers=RETRY_AFTER)
+    return "accepted", render(cfg.answer)
+
+
+def _looks_up(svc: Services) -> bool:
+    return svc.lookup is not None and svc.lookup.by_email_enabled
+
+
+async def issue(svc: Services, cfg: ResetConfig, email: str) -> None:
+    """Make a token for ``email`` and queue its mail, if anyone is to get one; log the outcome."""
+    started = time.perf_counter()
+    try:
+        outcome = await _issue(svc, cfg, email)
+    except StoreError as exc:
+        outcome = "store_error"
+        log.event("reset.issue_failed", error=type(exc).__name__)
+    svc.counters.add(f"reset.issue.{outcome}")
+    log.event("reset.issue", outcome=outcome, ms=elapsed_ms(started))
+
+
+async def _issue(svc: Services, cfg: ResetConfig, email: str) -> str:
+    assert svc.mailer is not None  # the config requires [mail] with [reset]
+    expires_at = time.time() + cfg.expires
+    seed = new_seed()
+    token_hash = hash_token(derive_token(token_key(svc.config.session.secret.value), seed))
+    user = await svc.store.find_user(email)
+    if user is not None:
+        if user.blocked or not user.email:
+            return "blocked" if user.blocked else "no_email"
+        token = NewResetToken(
+            token_hash, user.email, expires_at, user_id=user.id, epoch=user.session_epoch
+        )
+    elif svc.cutover or svc.lookup is None or not svc.lookup.by_email_enabled:
+        return "unknown"
+    else:
+        # A form that also takes a username (WordPress's): one without "@" is looked up as such.
+        by_name = "@" not in email and svc.lookup.by_username_enabled
+        try:
+            found = await (svc.lookup.by_username(email) if by_name else svc.lookup.by_email(email))
+        except LookupFailed:
+            return "lookup_error"  # reported by the look-up; never taken for "not found"
+        if found is None:
+            return "unknown"
+        try:
+            # The mail goes to this address: it must pass the import rules whatever
+            # migration.validate says.
+            fields = validate_capture(
+                found.fields, requires_username=svc.config.migration.requires_username
+            )
+        except RejectedCapture as exc:
+            return f"rejected.{exc.reason}"
+        token = NewResetToken(
+            token_hash, fields.email or email, expires_at,
+            legacy_id=fields.legacy_id, profile=found.profile,
+        )  # fmt: skip
+    await svc.store.insert_reset_token(token)
+    # Only the seed is queued: the token itself is rebuilt from it when the mail is sent.
+    await svc.mailer.enqueue(NewMail(MAIL_KIND, token.email, {"seed": seed}))
+    return "mailed" if user is not None else "mailed_legacy"
+
+
+def mail_renderer(config: Config) -> tuple[str, Renderer]:
+    """``(kind, renderer)`` for the mail worker: subject and body of a reset mail."""
+    assert config.reset is not None and config.mail is not None
+    reset, mail = config.reset, config.mail
+    key = token_key(config.session.secret.value)
+
+    def render_mail(row: OutboxMail) -> tuple[str, str]:
+        link = reset.link.replace("{token}", derive_token(key, str(row.data["seed"])))
+        values = {"link": link, "email": row.recipient, "minutes": str(round(reset.expires / 60))}
+        return _fill(mail.subject, values), _fill(mail.body, values)
+
+    return MAIL_KIND, render_mail
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    # Plain replacement, not str.format: a template's other braces stay as they are.
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", value)
+    return template

@@ -1,0 +1,209 @@
+"""Faults: the legacy app slow, failing or gone mid-login, and authshim itself killed with
+SIGKILL during captures: no half-written user, no duplicate, every acknowledged capture kept."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests.fixtures.legacy import FakeLegacy
+from tests.fixtures.proxy import SECRET, Proxy, StartProxy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def json_login(proxy: Proxy, email: str, password: str) -> int:
+    async with proxy.client.post(
+        proxy.url("/api/login"), json={"email": email, "password": password}
+    ) as response:
+        await response.read()
+        return response.status
+
+
+async def test_a_slow_legacy_app_gets_504_and_nothing_is_stored(
+    start_proxy: StartProxy, legacy: FakeLegacy
+) -> None:
+    """A legacy login slower than upstream.read_timeout: 504, and no capture."""
+    proxy = await start_proxy(lambda raw: raw["upstream"].update(read_timeout="200ms"))
+    legacy.login_delay = 1.0
+    assert await json_login(proxy, "bob@example.com", "builder-22") == 504
+    assert await proxy.svc.store.count_users() == 0
+
+
+async def test_a_failing_profile_fetch_leaves_the_answer_and_stores_nothing(
+    start_proxy: StartProxy, legacy: FakeLegacy
+) -> None:
+    """The legacy app accepts the login but its profile endpoint answers 500: the client gets
+    the legacy answer, nothing is stored, the rejection is counted."""
+    proxy = await start_proxy()
+    legacy.me_status = 500
+    response = await proxy.form_login("bob", "builder-22")
+    assert response.status == 302 and "sessionid" in response.cookies
+    assert await proxy.svc.store.count_users() == 0
+    assert proxy.svc.counters.totals["capture.rejected.no_profile"] == 1
+
+
+async def test_garbage_from_the_legacy_app_is_passed_on_not_captured(
+    start_proxy: StartProxy, legacy: FakeLegacy
+) -> None:
+    """A profile that is not JSON is no capture; the client still gets the legacy answer."""
+    proxy = await start_proxy()
+    legacy.profile_override = {"id": None, "email": "\x00\ud800garbage"}
+    status = await json_login(proxy, "bob@example.com", "builder-22")
+    assert status == 200 and await proxy.svc.store.count_users() == 0
+
+
+async def test_the_legacy_app_killed_mid_login(
+    start_proxy: StartProxy, legacy: FakeLegacy, legacy_server: TestServer
+) -> None:
+    """The legacy app goes away while a login waits on it: 502 or 504, nothing stored."""
+    proxy = await start_proxy()
+    legacy.login_delay = 0.5
+    pending = asyncio.create_task(json_login(proxy, "bob@example.com", "builder-22"))
+    await asyncio.sleep(0.2)
+    assert legacy_server.runner is not None and legacy_server.runner.server is not None
+    for connection in list(legacy_server.runner.server.connections):
+        assert connection.transport is not None
+        connection.transport.abort()  # a crash: no graceful end to the request in flight
+    assert await pending in (502, 504)
+    assert await proxy.svc.store.count_users() == 0
+
+
+# -- authshim killed with SIGKILL -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, upstream: str, db: Path, port: int) -> None:
+    path.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:{port}"
+[upstream]
+url = "{upstream}"
+[store]
+url = "sqlite:///{db}"
+[[login]]
+path = "/api/login"
+format = "json"
+identifier = "email"
+password = "password"
+success = {{ status = [200], json = "/ok" }}
+profile = {{ json = "/user" }}
+answer = {{ json = {{ ok = true }} }}
+failure = {{ status = 401, json = {{ error = "invalid credentials" }} }}
+[session]
+secret = "env:AUTHSHIM_SECRET"
+secure = false
+[passwords]
+time_cost = 1
+memory_cost = 1024
+workers = 2
+[limits]
+login_ip = 100000
+"""
+    )
+
+
+async def start_authshim(config: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "AUTHSHIM_SECRET": SECRET}
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, then polled without blocking
+        [sys.executable, "-m", "proxy.cli", "serve", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return process
+        except OSError:
+            await asyncio.sleep(0.05)
+    process.kill()
+    raise AssertionError("authshim did not start")
+
+
+def stored(db: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM users")]
+
+
+@pytest.mark.slow
+async def test_sigkill_during_captures_loses_no_acknowledged_user(
+    tmp_path: Path, legacy: FakeLegacy, legacy_server: TestServer
+) -> None:
+    """Captures race a kill -9; after a restart every acknowledged capture is there, whole,
+    once, and answered locally."""
+    for i in range(200):
+        legacy.add_user(100 + i, f"user{i}", f"user{i}@example.com", f"password-{i}")
+    port, db, config = free_port(), tmp_path / "authshim.db", tmp_path / "authshim.toml"
+    write_config(config, str(legacy_server.make_url("")).rstrip("/"), db, port)
+    process = await start_authshim(config, port)
+    acknowledged: list[int] = []
+    enough = asyncio.Event()
+
+    async def capture(client: aiohttp.ClientSession, i: int) -> None:
+        try:
+            async with client.post(
+                f"http://127.0.0.1:{port}/api/login",
+                json={"email": f"user{i}@example.com", "password": f"password-{i}"},
+            ) as response:
+                await response.read()
+                if response.status == 200 and "authshim" in response.cookies:
+                    acknowledged.append(i)  # the client was told it has an authshim session
+                    if len(acknowledged) >= 20:
+                        enough.set()
+        except aiohttp.ClientError:
+            pass  # cut off by the kill: not acknowledged
+
+    async with aiohttp.ClientSession() as client:
+        tasks = [asyncio.create_task(capture(client, i)) for i in range(200)]
+        await asyncio.wait_for(enough.wait(), 30)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        await asyncio.gather(*tasks)
+    assert 20 <= len(acknowledged) < 200  # the kill really landed mid-run
+
+    users = stored(db)
+    emails = [u["email"] for u in users]
+    assert len(emails) == len(set(emails))  # no duplicate
+    for user in users:  # no half-written user
+        assert user["password_hash"].startswith("$argon2id$")
+        profile = orjson.loads(user["profile"])
+        assert profile["email"] == user["email"] and user["legacy_id"] == str(profile["id"])
+    assert {f"user{i}@example.com" for i in acknowledged} <= set(emails)
+
+    process = await start_authshim(config, port)
+    try:
+        before = len(legacy.logins())
+        async with aiohttp.ClientSession() as client:
+            for i in acknowledged[:10]:
+                async with client.post(
+                    f"http://127.0.0.1:{port}/api/login",
+                    json={"email": f"user{i}@example.com", "password": f"password-{i}"},
+                ) as response:
+                    assert response.status == 200
+        assert len(legacy.logins()) == before  # answered from the store
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

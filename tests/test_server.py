@@ -1,0 +1,199 @@
+"""``authshim serve --workers N``: worker processes sharing one port, supervised by the parent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from proxy.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "test-secret-0123456789-abcdefghijklmnop"
+
+Serve = Callable[..., Awaitable["Running"]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(folder: Path, port: int, upstream: str) -> Path:
+    config = folder / "authshim.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\n'
+        f'[upstream]\nurl = "{upstream}"\n'
+        f'[store]\nurl = "sqlite:///{folder / "authshim.db"}"\n'
+        '[session]\nsecret = "env:AUTHSHIM_SECRET"\nsecure = false\n'
+        "[passwords]\ntime_cost = 1\nmemory_cost = 64\nworkers = 1\n"
+    )
+    return config
+
+
+def children(pid: int) -> set[int]:
+    """The pids whose parent is ``pid``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Inodes of the sockets listening on 127.0.0.1:``port``."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            inodes.add(fields[9])
+    return inodes
+
+
+def sockets_of(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+class Running:
+    """A running ``authshim serve`` subprocess and its port."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+    async def wait_for_workers(self, n: int, within: float = 20) -> set[int]:
+        """Wait until ``n`` workers each listen on the port; return their pids."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            workers = children(self.proc.pid)
+            listening = listening_inodes(self.port)
+            if len(workers) == n and all(sockets_of(w) & listening for w in workers):
+                return workers
+            assert self.proc.returncode is None, "authshim exited before serving"
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{n} listening workers not seen in {within} s")
+
+    async def get_many(self, n: int) -> list[int]:
+        """GET / ``n`` times, each on a new connection (so the kernel spreads them)."""
+        statuses = []
+        for _ in range(n):
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as c,
+                c.get(f"http://127.0.0.1:{self.port}/page") as answer,
+            ):
+                statuses.append(answer.status)
+        return statuses
+
+
+@pytest.fixture
+async def serve(legacy_server: TestServer, tmp_path: Path) -> AsyncIterator[Serve]:
+    """Start ``authshim serve --workers N`` in front of the fake legacy app."""
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(workers: int, port: int | None = None) -> Running:
+        port = port or free_port()
+        upstream = str(legacy_server.make_url("")).rstrip("/")
+        config = write_config(tmp_path, port, upstream)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "proxy.cli", "serve", "--config", str(config),
+            "--workers", str(workers),
+            cwd=ROOT, env={**os.environ, "AUTHSHIM_SECRET": SECRET},
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        started.append(proc)
+        return Running(proc, port)
+
+    yield start
+    for proc in started:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_two_workers_share_the_port_and_answer(serve: Serve) -> None:
+    """--workers 2 runs two worker processes, each listening on the port, and requests succeed."""
+    running = await serve(2)
+    workers = await running.wait_for_workers(2)
+    assert len(workers) == 2
+    assert await running.get_many(20) == [200] * 20
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_stops_every_process_cleanly(serve: Serve, signum: signal.Signals) -> None:
+    """SIGTERM or SIGINT to the parent stops both workers and the parent, with status 0."""
+    running = await serve(2)
+    workers = await running.wait_for_workers(2)
+    running.proc.send_signal(signum)
+    assert await asyncio.wait_for(running.proc.wait(), 20) == 0
+    for pid in workers:
+        assert not alive(pid), f"worker {pid} outlived its parent"
+
+
+async def test_a_dead_worker_is_replaced(serve: Serve) -> None:
+    """A worker killed while serving is restarted, and the port keeps answering."""
+    running = await serve(2)
+    workers = await running.wait_for_workers(2)
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while victim in (after := children(running.proc.pid)) or len(after) < 2:
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        await asyncio.sleep(0.05)
+    await running.wait_for_workers(2)
+    assert await running.get_many(10) == [200] * 10
+
+
+async def test_workers_failing_at_start_stop_the_server(serve: Serve) -> None:
+    """When the port is taken, the workers die at start and the parent exits 1, leaving none."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # no SO_REUSEPORT: nobody can share this port
+        taken.listen()
+        running = await serve(2, port=taken.getsockname()[1])
+        assert await asyncio.wait_for(running.proc.wait(), 20) == 1
+    assert running.proc.stderr is not None
+    assert b"worker.failed" in await running.proc.stderr.read()
+
+
+def test_workers_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    """--workers 0 is refused by the command line, naming the problem."""
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--workers", "0"])
+    assert exc.value.code == 2
+    assert "must be 1 or more" in capsys.readouterr().err
+
+
+def test_workers_need_a_fixed_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several workers cannot share port 0 (each would get its own): exit 2, saying why."""
+    config = write_config(tmp_path, 0, "http://127.0.0.1:9")
+    monkeypatch.setenv("AUTHSHIM_SECRET", SECRET)
+    assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
+    assert "fixed port" in capsys.readouterr().err
