@@ -5,6 +5,10 @@ cannot race past the threshold, and the legacy app never sees more attempts than
 A success takes its attempt back (clears the account's count, refunds the address's), and so
 does an attempt nobody judged (the legacy app down, the argon2 pool full).
 
+While the store is down, attempts are counted in this process instead (the same rule, not
+shared with other replicas), so that unmigrated users can still reach the legacy app and it
+still sees no more than the limit allows per replica.
+
 Counter keys are HMACs under a key derived from the session secret, so the store never holds
 an identifier, an address, or a password mistyped into a username field, in clear.
 """
@@ -19,7 +23,7 @@ import ipaddress
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
@@ -31,10 +35,11 @@ from proxy.headers import is_trusted
 from proxy.locks import KeyedLocks
 from store.base import Store
 from store.errors import StoreError
-from store.limits import LimitDecision, LimitRule
+from store.limits import LimitDecision, LimitRule, LimitState, advance
 from store.validation import normalise_identifier
 
 PURGE_EVERY = 600.0  # seconds between deletions of finished counters
+LOCAL_MAX = 100_000  # counters kept in memory while the store is down, before old ones go
 RATE_KINDS = ("reset", "signup")
 
 
@@ -97,6 +102,7 @@ class Limiter:
         # One attempt per key at a time in this process: the store's compare-and-swap then
         # only races other processes, and a burst never exhausts its retries.
         self._locks = KeyedLocks()
+        self._local: dict[str, LimitState] = {}
         c = config
         self._login_account = LimitRule(
             c.login_account_ip, c.login_window, c.login_block, c.login_block_max
@@ -130,7 +136,6 @@ class Limiter:
 
         Raises:
             Throttled: the address, or this account from this address, is blocked.
-            StoreError: the counters cannot be read (the caller fails closed).
         """
         group = address_group(ip)
         subject = self.subject(identifier)
@@ -153,7 +158,30 @@ class Limiter:
         self, store: Store, key: str, rule: LimitRule, subject: str | None = None
     ) -> LimitDecision:
         async with self._locks.hold(key):
-            return await store.limit_attempt(key, rule, now=self._clock(), subject=subject)
+            now = self._clock()
+            try:
+                return await store.limit_attempt(key, rule, now=now, subject=subject)
+            except StoreError as exc:
+                log.event("limits.counted_locally", error=type(exc).__name__)
+                return self._local_attempt(key, rule, now)
+
+    def _local_attempt(self, key: str, rule: LimitRule, now: float) -> LimitDecision:
+        # SECURITY: the store being down must not lift the limit: count in this process.
+        new, decision = advance(self._local.get(key), rule, now)
+        if new is not None:
+            if len(self._local) >= LOCAL_MAX:
+                self._local.pop(next(iter(self._local)))  # the oldest counter goes first
+            self._local[key] = new
+        return decision
+
+    def _local_refund(self, key: str, *, clear: bool = False) -> None:
+        state = self._local.get(key)
+        if state is None:
+            return
+        if clear or state.count <= 1:
+            del self._local[key]
+        else:
+            self._local[key] = replace(state, count=state.count - 1)
 
     async def login_succeeded(self, ticket: LoginTicket) -> None:
         """The login was right: the account's count starts again, the address's attempt is
@@ -161,19 +189,22 @@ class Limiter:
         if store := self._store_or_none():
             await self._quietly(store.limit_clear([ticket.account_key]))
             await self._quietly(store.limit_refund(ticket.ip_key))
+            self._local_refund(ticket.account_key, clear=True)
+            self._local_refund(ticket.ip_key)
 
     async def login_unjudged(self, ticket: LoginTicket) -> None:
         """Nobody judged the password (upstream down, pool full): take the attempt back."""
         if store := self._store_or_none():
             await self._quietly(store.limit_refund(ticket.account_key))
             await self._quietly(store.limit_refund(ticket.ip_key))
+            self._local_refund(ticket.account_key)
+            self._local_refund(ticket.ip_key)
 
     async def check(self, kind: str, *, ip: str, address: str | None = None) -> None:
         """Count one ``kind`` request ("reset" or "signup") from ``ip`` for ``address``.
 
         Raises:
             Throttled: the address or the email address has had its share this window.
-            StoreError: the counters cannot be read.
         """
         if kind not in RATE_KINDS:
             raise ValueError(f"unknown rate limit kind {kind!r}")

@@ -193,6 +193,24 @@ async def test_login_with_the_store_down_fails_closed_for_migrated_users(
     assert len(legacy.logins()) == 1
 
 
+async def test_with_the_store_down_guesses_are_still_limited_in_process(
+    proxy: Proxy, legacy: FakeLegacy
+) -> None:
+    """Store down: unmigrated users still reach the legacy app, but at most ten guesses each."""
+    for _ in range(100):
+        if proxy.svc.known.ready:
+            break
+        await asyncio.sleep(0.02)
+    await proxy.svc.store.close()
+    try:
+        statuses = [(await login(proxy, "alice@example.com", f"guess-{i}"))[0] for i in range(15)]
+        assert statuses == [401] * 10 + [429] * 5
+        assert len(legacy.logins()) == 10
+        assert (await login(proxy, "carol@example.com", "singer-333"))[0] == 200  # still served
+    finally:
+        await proxy.svc.store.open()
+
+
 # -- the limiter itself, with a clock ------------------------------------------------------------
 
 

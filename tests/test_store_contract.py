@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from store.base import NewUser, Store, User, utc_day
-from store.errors import UserExists, UserNotFound
+from store.errors import RejectedCapture, UserExists, UserNotFound
 
 HASH = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 
@@ -312,3 +312,32 @@ async def test_a_second_store_sees_the_first_ones_writes(
             await other.insert_user(bob())
     finally:
         await other.close()
+
+
+async def test_empty_identifiers_are_stored_absent(store: Store) -> None:
+    """An empty email or username is stored as NULL, so find_user("") finds nobody."""
+    user = await store.insert_user(NewUser(email="bob@x.io", username=" ", password_hash=HASH))
+    assert user.username is None
+    await store.insert_user(NewUser(email="", username="carol", password_hash=HASH))
+    assert await store.find_user("") is None
+    assert await store.find_user("  ") is None
+
+async def test_profile_keys_become_text(store: Store) -> None:
+    """Non-text profile keys are stored as text keys, as JSON requires."""
+    profile: Any = {1: "x"}
+    user = await store.insert_user(
+        NewUser(email="bob@x.io", username="bob", password_hash=HASH, profile=profile)
+    )
+    assert user.profile == {"1": "x"}
+
+@pytest.mark.parametrize("value", ["\ud800", 2**70])
+async def test_unencodable_profile_is_rejected_and_writes_nothing(
+    store: Store, value: object
+) -> None:
+    """A profile JSON cannot hold is RejectedCapture("bad_profile"), with nothing stored."""
+    with pytest.raises(RejectedCapture) as caught:
+        await store.insert_user(
+            NewUser(email="bob@x.io", username="bob", password_hash=HASH, profile={"v": value})
+        )
+    assert caught.value.reason == "bad_profile"
+    assert await store.count_users() == 0

@@ -7,12 +7,11 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from store.base import NewUser
-from store.errors import RejectedCapture, StoreUnavailable, UserExists
+from store.errors import StoreUnavailable, UserExists
 from store.factory import create_store, split_schema, sqlite_path
 from store.schema import Migration, load_migrations, migrations_folder, pending, split_statements
 from store.sqlite import SQLiteStore
@@ -142,14 +141,6 @@ async def test_mixed_case_lookup_is_folded(db: SQLiteStore) -> None:
     assert await db.find_user(" Bob@X.IO ") == user
 
 
-async def test_empty_identifiers_are_stored_absent(db: SQLiteStore) -> None:
-    """An empty email or username is stored as NULL, so find_user("") finds nobody."""
-    user = await db.insert_user(NewUser(email="bob@x.io", username=" ", password_hash=HASH))
-    assert user.username is None
-    await db.insert_user(NewUser(email="", username="carol", password_hash=HASH))
-    assert await db.find_user("") is None
-    assert await db.find_user("  ") is None
-
 
 async def test_unstorable_text_never_crashes(db: SQLiteStore) -> None:
     """A lone surrogate finds nobody, and writing one is a StoreError, not a crash."""
@@ -168,26 +159,6 @@ async def test_nocase_collation_guards_the_unique_indexes(db: SQLiteStore, tmp_p
         )
 
 
-async def test_profile_keys_become_text(db: SQLiteStore) -> None:
-    """Non-text profile keys are stored as text keys, as JSON requires."""
-    profile: Any = {1: "x"}
-    user = await db.insert_user(
-        NewUser(email="bob@x.io", username="bob", password_hash=HASH, profile=profile)
-    )
-    assert user.profile == {"1": "x"}
-
-
-@pytest.mark.parametrize("value", ["\ud800", 2**70])
-async def test_unencodable_profile_is_rejected_and_writes_nothing(
-    db: SQLiteStore, value: object
-) -> None:
-    """A profile JSON cannot hold is RejectedCapture("bad_profile"), with nothing stored."""
-    with pytest.raises(RejectedCapture) as caught:
-        await db.insert_user(
-            NewUser(email="bob@x.io", username="bob", password_hash=HASH, profile={"v": value})
-        )
-    assert caught.value.reason == "bad_profile"
-    assert await db.count_users() == 0
 
 
 # -- errors ---------------------------------------------------------------------------------

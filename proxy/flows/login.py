@@ -114,18 +114,10 @@ async def _limited(
 ) -> Result:
     """Count the attempt before any argon2 or legacy work, then settle it by its outcome."""
     try:
+        # With the store down this still counts, in this process (see proxy/limits.py).
         ticket = await svc.limits.login_attempt(identifier, ip)
     except Throttled as exc:
         return "throttled", throttled_answer(exc), None
-    except StoreError:
-        # The store is down. A user who surely has not migrated still reaches the legacy app,
-        # which guarded its own logins before authshim (replicas issue: fail safe, uncounted
-        # here); the store-down branch of _judge forwards it without capture.
-        if not svc.cutover and not svc.known.may_have_migrated(identifier):
-            return await judged()
-        # SECURITY: fail closed: an attempt that cannot be counted is not let through.
-        unavailable = problem(503, "the user store is unavailable", headers=RETRY_AFTER)
-        return "store_error", unavailable, None
     result = await judged()
     if result[0] in SUCCEEDED:
         await svc.limits.login_succeeded(ticket)

@@ -1,0 +1,221 @@
+"""The whole ``Config``: built from a TOML document, every section's problems reported at once,
+and what one section needs from another checked last."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from proxy.config.admin import ADMIN_KEYS, AdminConfig, read_admin, read_readiness_days
+from proxy.config.flows import (
+    LookupConfig,
+    PasswordChangeConfig,
+    PolicyConfig,
+    ResetConfig,
+    SignupConfig,
+    read_lookup,
+    read_password_change,
+    read_policy,
+    read_reset,
+    read_signup,
+)
+from proxy.config.login import (
+    LoginRoute,
+    LogoutConfig,
+    ProfileMap,
+    read_logins,
+    read_logout,
+    read_profile_map,
+)
+from proxy.config.mail import MailConfig, read_mail
+from proxy.config.reader import Reader, read_toml
+from proxy.config.server import (
+    LogConfig,
+    MigrationConfig,
+    ServerConfig,
+    StoreConfig,
+    UpstreamConfig,
+    read_log,
+    read_migration,
+    read_server,
+    read_store,
+    read_upstream,
+)
+from proxy.config.sessions import (
+    LimitsConfig,
+    PasswordConfig,
+    SessionConfig,
+    read_identity,
+    read_limits,
+    read_passwords,
+    read_session,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    upstream: UpstreamConfig
+    store: StoreConfig
+    migration: MigrationConfig
+    logins: tuple[LoginRoute, ...]
+    profile: ProfileMap
+    logout: LogoutConfig
+    session: SessionConfig
+    identity: tuple[tuple[str, str], ...]
+    passwords: PasswordConfig
+    log: LogConfig
+    # The defaults below are frozen dataclasses, so one instance is safely shared.
+    admin: AdminConfig = AdminConfig()  # noqa: RUF009
+    lookup: LookupConfig | None = None
+    reset: ResetConfig | None = None
+    mail: MailConfig | None = None
+    signup: SignupConfig | None = None
+    password_change: PasswordChangeConfig | None = None
+    policy: PolicyConfig = PolicyConfig()  # noqa: RUF009
+    limits: LimitsConfig = LimitsConfig()  # noqa: RUF009
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check a TOML config file; raise ``ConfigError`` listing every problem."""
+    return parse_config(read_toml(path), os.environ if env is None else env)
+
+
+def parse_config(raw: Mapping[str, Any], env: Mapping[str, str]) -> Config:
+    """Turn a TOML document into a ``Config``; raise ``ConfigError`` listing every problem."""
+    r = Reader(env)
+    r.unknown(raw, SECTIONS)
+    config = Config(
+        server=read_server(r, raw),
+        upstream=read_upstream(r, raw),
+        store=read_store(r, raw),
+        migration=read_migration(r, raw),
+        logins=read_logins(r, raw),
+        profile=read_profile_map(r, raw),
+        logout=read_logout(r, raw),
+        session=read_session(r, raw),
+        identity=read_identity(r, raw),
+        passwords=read_passwords(r, raw),
+        log=read_log(r, raw),
+        admin=read_admin(r, raw),
+        lookup=read_lookup(r, raw),
+        reset=read_reset(r, raw),
+        mail=read_mail(r, raw),
+        signup=read_signup(r, raw),
+        password_change=read_password_change(r, raw),
+        policy=read_policy(r, raw),
+        limits=read_limits(r, raw),
+    )
+    _check_features(r, config)
+    r.check()
+    return config
+
+
+def load_store_config(path: str | Path) -> tuple[StoreConfig, MigrationConfig]:
+    """Read only ``[store]`` and ``[migration]``: what the store commands need (no secrets)."""
+    raw = read_toml(path)
+    r = Reader({})
+    store = read_store(r, raw)
+    migration = read_migration(r, raw)
+    r.check()
+    return store, migration
+
+
+def load_readiness_days(path: str | Path) -> int:
+    """Read only ``admin.readiness_days`` (no secrets): what ``authshim stats`` needs."""
+    raw = read_toml(path)
+    r = Reader({})
+    with r.table(raw, "admin", ADMIN_KEYS) as admin:
+        days = read_readiness_days(r, admin)
+    r.check()
+    return days
+
+
+def _check_features(r: Reader, config: Config) -> None:
+    """What one section needs from another, and intercepted paths that collide."""
+    if config.reset is not None and config.mail is None:
+        r.error("reset", "needs [mail] to send its links")
+    migrate = config.migration.mode == "migrate"
+    if config.signup and config.signup.handler == "local" and migrate and config.lookup is None:
+        r.error("signup.handler", "'local' in mode migrate needs [lookup], so that nobody signs "
+                "up again under a legacy user's email or username")  # fmt: skip
+    if config.profile.refresh_on_login and config.lookup is None:
+        r.error("profile.refresh_on_login", "needs [lookup]")
+    for i, route in enumerate(config.logins):
+        if route.profile.lookup and config.lookup is None:
+            r.error(f"login[{i}].profile.lookup", "needs [lookup]")
+    paths: dict[str, str] = {_fold_path(route.path): "login" for route in config.logins}
+    for key, path in (
+        ("reset.request_path", config.reset and config.reset.request_path),
+        ("reset.confirm_path", config.reset and config.reset.confirm_path),
+        ("signup.path", config.signup and config.signup.path),
+        ("password_change.path", config.password_change and config.password_change.path),
+    ):
+        if path:
+            folded = _fold_path(path)
+            if key == "reset.request_path" and config.reset and config.reset.request_query:
+                folded += "?" + urlencode(config.reset.request_query)  # told apart by its query
+            if folded in paths:
+                r.error(key, f"{path} is already intercepted by {paths[folded]}")
+            paths[folded] = key
+
+
+def _fold_path(path: str) -> str:
+    """Fold ``//`` and a trailing ``/`` as the route table does."""
+    return re.sub(r"/{2,}", "/", path).rstrip("/") or "/"
+
+
+SECTIONS = (
+    "server", "upstream", "store", "migration", "login", "profile", "logout",
+    "session", "identity", "passwords", "log", "admin",
+    "lookup", "reset", "mail", "signup", "password_change", "policy", "limits",
+)  # fmt: skip
+
+# Every documented key, so that a test can check docs/configuration.md names them all.
+ALL_KEYS: tuple[str, ...] = (
+    "server.listen", "server.max_body", "server.trusted_proxies", "server.public_url",
+    "upstream.url", "upstream.connect_timeout", "upstream.read_timeout", "upstream.pool_size",
+    "upstream.max_answer",
+    "store.url", "store.pool_min", "store.pool_max",
+    "migration.mode", "migration.validate", "migration.requires_username", "migration.mode_poll",
+    "login.path", "login.format", "login.identifier", "login.password", "login.success",
+    "login.success.status", "login.success.cookie", "login.success.cookie_prefix",
+    "login.success.json", "login.success.json_equals", "login.profile", "login.profile.json",
+    "login.profile.fetch", "login.profile.lookup", "login.profile.token",
+    "login.answer", "login.answer.redirect", "login.answer.next_param",
+    "login.answer.json", "login.answer.status", "login.failure",
+    "profile.legacy_id", "profile.email", "profile.username",
+    "logout.path",
+    "session.cookie", "session.secret", "session.max_age", "session.secure", "session.domain",
+    "session.cache_ttl",
+    "identity",
+    "passwords.time_cost", "passwords.memory_cost", "passwords.parallelism", "passwords.workers",
+    "passwords.queue_limit",
+    "log.level",
+    "admin.listen", "admin.token", "admin.readiness_days",
+    "profile.refresh_on_login",
+    "lookup.by_email", "lookup.by_username", "lookup.method", "lookup.headers",
+    "lookup.timeout", "lookup.pointer",
+    "reset.request_path", "reset.format", "reset.email", "reset.answer", "reset.link",
+    "reset.expires", "reset.done", "reset.confirm_path", "reset.template", "reset.request_query",
+    "mail.transport", "mail.folder", "mail.from", "mail.host", "mail.port", "mail.starttls",
+    "mail.tls", "mail.username", "mail.password", "mail.subject", "mail.body", "mail.timeout",
+    "mail.poll", "mail.retry_min", "mail.retry_max",
+    "signup.path", "signup.format", "signup.handler", "signup.email", "signup.username",
+    "signup.password", "signup.fields", "signup.answer", "signup.conflict", "signup.success",
+    "signup.profile",
+    "password_change.path", "password_change.format", "password_change.old",
+    "password_change.new", "password_change.confirm", "password_change.answer",
+    "password_change.failure",
+    "policy.min_length", "policy.max_length",
+    "server.max_line_size", "server.max_field_size", "server.max_headers", "server.body_timeout",
+    "session.previous_secrets",
+    "limits.enabled", "limits.login_account_ip", "limits.login_ip", "limits.login_window",
+    "limits.login_block", "limits.login_block_max", "limits.reset_ip", "limits.reset_address",
+    "limits.signup_ip", "limits.signup_address", "limits.rate_window",
+)  # fmt: skip

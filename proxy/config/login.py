@@ -1,0 +1,207 @@
+"""The login sections: each ``[[login]]`` route with its success rules, profile source and
+answers, the ``[profile]`` map and ``[logout]``.
+
+``Answer`` and the success and profile readers serve ``[signup]`` and the other flows too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.config.reader import Reader
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class SuccessRules:
+    """All rules must hold for the legacy app's answer to count as an accepted login."""
+
+    status: tuple[int, ...] = ()
+    cookie: str | None = None
+    cookie_prefix: str | None = None
+    json: str | None = None
+    json_equals: Any = _UNSET
+
+    @property
+    def has_json_equals(self) -> bool:
+        return self.json_equals is not _UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSource:
+    """Where a captured profile comes from: a pointer into the login answer, or a GET."""
+
+    json: str | None = None
+    fetch: str | None = None
+    lookup: bool = False  # the [lookup] by the submitted identifier
+    token: str = "/token"  # with fetch: the answer's bearer token, such as "/access_token"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A configured answer: a redirect, or a status with an optional JSON body."""
+
+    redirect: str | None = None
+    next_param: str | None = None
+    json: Any = None
+    status: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRoute:
+    path: str
+    format: str
+    identifier: str
+    password: str
+    success: SuccessRules
+    profile: ProfileSource
+    answer: Answer
+    failure: Answer
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileMap:
+    """JSON pointers into a legacy profile."""
+
+    legacy_id: str | None = "/id"
+    email: str | None = "/email"
+    username: str | None = "/username"
+    refresh_on_login: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutConfig:
+    path: str | None = None
+
+
+LOGIN_KEYS = ("path", "format", "identifier", "password", "success", "profile", "answer", "failure")
+SUCCESS_KEYS = ("status", "cookie", "cookie_prefix", "json", "json_equals")
+PROFILE_SOURCE_KEYS = ("json", "fetch", "lookup", "token")
+ANSWER_KEYS = ("redirect", "next_param", "json", "status")
+PROFILE_KEYS = ("legacy_id", "email", "username", "refresh_on_login")
+LOGOUT_KEYS = ("path",)
+OK = Answer(json={"ok": True}, status=200)
+
+
+def read_logins(r: Reader, doc: Mapping[str, Any]) -> tuple[LoginRoute, ...]:
+    raw = doc.get("login", [])
+    if not isinstance(raw, list):
+        r.error("login", "must be an array of tables ([[login]])")
+        return ()
+    routes: list[LoginRoute] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        with r.section(f"login[{i}]"):
+            if not isinstance(item, dict):
+                r.error("", "must be a table")
+                continue
+            r.unknown(item, LOGIN_KEYS)
+            path = r.path(item, "path", required=True) or "/"
+            if path in seen:
+                r.error("path", f"{path} is intercepted twice")
+            seen.add(path)
+            route = LoginRoute(
+                path=path,
+                format=r.format(item),
+                identifier=r.field(item, "identifier"),
+                password=r.field(item, "password"),
+                success=read_success(r, item),
+                profile=read_profile_source(r, item),
+                answer=read_answer(r, item, "answer", default_status=200),
+                failure=read_answer(r, item, "failure", default_status=401),
+            )
+            routes.append(route)
+    return tuple(routes)
+
+
+def read_success(r: Reader, raw: Mapping[str, Any]) -> SuccessRules:
+    """The required ``success`` table of ``raw``."""
+    t = r.subtable(raw, "success", SUCCESS_KEYS)
+    if t is None:
+        return SuccessRules()
+    with r.section("success"):
+        status = t.get("status", [])
+        status = [status] if isinstance(status, int) and not isinstance(status, bool) else status
+        if not isinstance(status, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in status
+        ):
+            r.error("status", "must be a list of HTTP status codes")
+            status = []
+        rules = SuccessRules(
+            status=tuple(status),
+            cookie=r.optional(t, "cookie"),
+            cookie_prefix=r.optional(t, "cookie_prefix"),
+            json=r.pointer(t, "json", None),
+            json_equals=t.get("json_equals", _UNSET),
+        )
+        if rules.has_json_equals and rules.json is None:
+            r.error("json_equals", "needs success.json (the pointer it compares)")
+        if not (rules.status or rules.cookie or rules.cookie_prefix or rules.json):
+            r.error("", "needs at least one rule: status, cookie, cookie_prefix or json")
+        return rules
+
+
+def read_profile_source(r: Reader, raw: Mapping[str, Any]) -> ProfileSource:
+    """The required ``profile`` table of ``raw``."""
+    t = r.subtable(raw, "profile", PROFILE_SOURCE_KEYS)
+    if t is None:
+        return ProfileSource()
+    with r.section("profile"):
+        source = ProfileSource(
+            json=r.pointer(t, "json", None),
+            fetch=r.path(t, "fetch", required=False),
+            lookup=r.get(t, "lookup", bool, False),
+            token=r.pointer(t, "token", "/token") or "/token",
+        )
+        if [source.json is not None, source.fetch is not None, source.lookup].count(True) != 1:
+            r.error("", "needs exactly one of json (a pointer into the answer), fetch (a path) "
+                    "or lookup = true (the [lookup])")  # fmt: skip
+        return source
+
+
+def read_answer(r: Reader, raw: Mapping[str, Any], name: str, *, default_status: int) -> Answer:
+    """The required answer table ``name`` of ``raw``."""
+    t = r.subtable(raw, name, ANSWER_KEYS)
+    if t is None:
+        return Answer()
+    with r.section(name):
+        redirect = r.optional(t, "redirect")
+        if redirect is not None and not (redirect.startswith("/") or "://" in redirect):
+            r.error("redirect", f"must be a path or an absolute URL, got {redirect!r}")
+        status = r.get(t, "status", int, 302 if redirect else default_status)
+        if not 100 <= status <= 599:
+            r.error("status", f"must be an HTTP status code, got {status}")
+        answer = Answer(
+            redirect=redirect,
+            next_param=r.optional(t, "next_param"),
+            json=t.get("json"),
+            status=status,
+        )
+        if answer.redirect and answer.json is not None:
+            r.error("", "takes redirect or json, not both")
+        if answer.next_param and not answer.redirect:
+            r.error("next_param", "only applies with redirect")
+        return answer
+
+
+def optional_answer(r: Reader, raw: Mapping[str, Any], name: str, default: Answer) -> Answer:
+    """The answer table ``name`` of ``raw``, or ``default`` when there is none."""
+    return read_answer(r, raw, name, default_status=default.status) if name in raw else default
+
+
+def read_profile_map(r: Reader, doc: Mapping[str, Any]) -> ProfileMap:
+    with r.table(doc, "profile", PROFILE_KEYS) as t:
+        return ProfileMap(
+            legacy_id=r.pointer(t, "legacy_id", "/id"),
+            email=r.pointer(t, "email", "/email"),
+            username=r.pointer(t, "username", "/username"),
+            refresh_on_login=r.get(t, "refresh_on_login", bool, False),
+        )
+
+
+def read_logout(r: Reader, doc: Mapping[str, Any]) -> LogoutConfig:
+    with r.table(doc, "logout", LOGOUT_KEYS) as t:
+        return LogoutConfig(path=r.path(t, "path", required=False))

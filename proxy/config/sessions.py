@@ -1,0 +1,154 @@
+"""The sections about who is logged in and how hard guessing is: ``[session]``,
+``[identity]``, ``[passwords]`` and ``[limits]``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.config.reader import TOKEN, Reader, Secret
+
+IDENTITY_FIELDS = ("id", "legacy_id", "email", "username")
+MIN_SECRET_LENGTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    secret: Secret
+    cookie: str = "authshim"
+    max_age: float = 14 * 86400.0
+    secure: bool = True
+    domain: str | None = None
+    cache_ttl: float = 2.0
+    previous_secrets: tuple[Secret, ...] = ()  # still verified, never signed with (rotation)
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordConfig:
+    time_cost: int = 2
+    memory_cost: int = 19456
+    parallelism: int = 1
+    workers: int = 0
+    queue_limit: int = 64
+
+
+# --- brute force and rate limits (hardening issue) ---
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Brute-force protection and rate limits; see docs/security.md for why these defaults."""
+
+    enabled: bool = True
+    login_account_ip: int = 10
+    login_ip: int = 100
+    login_window: float = 86400.0
+    login_block: float = 60.0
+    login_block_max: float = 3600.0
+    reset_ip: int = 20
+    reset_address: int = 5
+    signup_ip: int = 10
+    signup_address: int = 3
+    rate_window: float = 3600.0
+
+
+SESSION_KEYS = (
+    "cookie", "secret", "max_age", "secure", "domain", "cache_ttl", "previous_secrets",
+)  # fmt: skip
+PASSWORDS_KEYS = ("time_cost", "memory_cost", "parallelism", "workers", "queue_limit")
+LIMITS_KEYS = (
+    "enabled", "login_account_ip", "login_ip", "login_window", "login_block", "login_block_max",
+    "reset_ip", "reset_address", "signup_ip", "signup_address", "rate_window",
+)  # fmt: skip
+
+
+def read_session(r: Reader, doc: Mapping[str, Any]) -> SessionConfig:
+    with r.table(doc, "session", SESSION_KEYS) as t:
+        cookie = r.get(t, "cookie", str, "authshim")
+        if not TOKEN.match(cookie):
+            r.error("cookie", f"is not a valid cookie name: {cookie!r}")
+        secret = r.secret(t, "secret", min_length=MIN_SECRET_LENGTH)
+        return SessionConfig(
+            secret=secret or Secret(""),
+            cookie=cookie,
+            max_age=r.duration(t, "max_age", 14 * 86400.0),
+            secure=r.get(t, "secure", bool, True),
+            domain=r.optional(t, "domain"),
+            cache_ttl=r.duration(t, "cache_ttl", 2.0),
+            previous_secrets=_previous_secrets(r, t),
+        )
+
+
+def _previous_secrets(r: Reader, t: dict[str, Any]) -> tuple[Secret, ...]:
+    """``session.previous_secrets``: each ``env:NAME`` or a string, as long as a secret."""
+    values = r.get(t, "previous_secrets", list, [])
+    secrets: list[Secret] = []
+    for i, value in enumerate(values):
+        secret = r.secret({"previous_secrets": value}, "previous_secrets")
+        if secret is not None and len(secret.value) < MIN_SECRET_LENGTH:
+            # SECURITY: an old secret verifies sessions too, so it must be as strong.
+            r.error("previous_secrets", f"[{i}] must be at least {MIN_SECRET_LENGTH} characters")
+        elif secret is not None:
+            secrets.append(secret)
+    return tuple(secrets)
+
+
+def read_identity(r: Reader, doc: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    raw = doc.get("identity", {})
+    if not isinstance(raw, dict):
+        r.error("identity", "must be a table of header = field")
+        return ()
+    pairs: list[tuple[str, str]] = []
+    with r.section("identity"):
+        for header, source in raw.items():
+            if not TOKEN.match(header):
+                r.error(header, "is not a valid header name")
+            elif not isinstance(source, str) or not (
+                source in IDENTITY_FIELDS or source.startswith("/")
+            ):
+                r.error(header, f"must be one of {', '.join(IDENTITY_FIELDS)} or a JSON pointer")
+            else:
+                pairs.append((header, source))
+    return tuple(pairs)
+
+
+def read_passwords(r: Reader, doc: Mapping[str, Any]) -> PasswordConfig:
+    with r.table(doc, "passwords", PASSWORDS_KEYS) as t:
+        workers = r.get(t, "workers", int, 0)
+        if workers < 0:
+            r.error("workers", "must be 0 (one per core) or more")
+        memory = r.positive(t, "memory_cost", 19456)
+        if memory < 8:
+            r.error("memory_cost", "must be at least 8 (KiB)")
+        return PasswordConfig(
+            time_cost=r.positive(t, "time_cost", 2),
+            memory_cost=memory,
+            parallelism=r.positive(t, "parallelism", 1),
+            workers=max(workers, 0),
+            queue_limit=r.positive(t, "queue_limit", 64),
+        )
+
+
+def read_limits(r: Reader, doc: Mapping[str, Any]) -> LimitsConfig:
+    d = LimitsConfig()
+    with r.table(doc, "limits", LIMITS_KEYS) as t:
+        limits = LimitsConfig(
+            enabled=r.get(t, "enabled", bool, d.enabled),
+            login_account_ip=r.positive(t, "login_account_ip", d.login_account_ip),
+            login_ip=r.positive(t, "login_ip", d.login_ip),
+            login_window=r.duration(t, "login_window", d.login_window),
+            login_block=r.duration(t, "login_block", d.login_block),
+            login_block_max=r.duration(t, "login_block_max", d.login_block_max),
+            reset_ip=r.positive(t, "reset_ip", d.reset_ip),
+            reset_address=r.positive(t, "reset_address", d.reset_address),
+            signup_ip=r.positive(t, "signup_ip", d.signup_ip),
+            signup_address=r.positive(t, "signup_address", d.signup_address),
+            rate_window=r.duration(t, "rate_window", d.rate_window),
+        )
+        for name in ("login_window", "login_block", "rate_window"):
+            if getattr(limits, name) <= 0:
+                r.error(name, "must be greater than 0")
+        if limits.login_block_max < limits.login_block:
+            r.error("login_block_max", "must not be shorter than login_block")
+        return limits

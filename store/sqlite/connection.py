@@ -1,0 +1,143 @@
+"""The SQLite connection: open (configure, migrate), close, and one statement at a time.
+
+sqlite3 errors become ``store.errors`` here and nowhere else (``_translate``).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from store import schema
+from store.errors import StoreUnavailable, UserExists
+from store.schema import Migration
+
+BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's lock before failing
+MIGRATION_BUSY_TIMEOUT = 60.0  # at start, behind other processes' migrations
+
+# "UNIQUE constraint failed: users.email" (several columns are listed for a composite key)
+_UNIQUE_FAILED = re.compile(r"UNIQUE constraint failed: users\.(\w+)")
+_UNIQUE_FIELDS = frozenset({"email", "username", "legacy_id"})
+
+Row = sqlite3.Row
+
+
+class SQLiteConnection:
+    """The one connection every part of ``SQLiteStore`` runs its statements on."""
+
+    def __init__(self, path: str | Path, *, migrations: Sequence[Migration] | None = None) -> None:
+        self.path = str(path)
+        # Injectable so tests can exercise future and failing migrations; packaged by default.
+        self._migrations = migrations
+        self._conn: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        """Open the file (creating its folder), configure it and apply pending migrations."""
+        if self._conn is not None:
+            return
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: autocommit, so that sqlite3 never opens a transaction
+            # behind our back and each write statement commits on its own.
+            conn = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+        # Rows by column name: "SELECT *" stays right when a migration adds a column.
+        conn.row_factory = sqlite3.Row
+        self._conn = conn
+        try:
+            async with self._translate():
+                # WAL: readers never wait for the writer, and other processes can read.
+                await _run(conn, "PRAGMA journal_mode = WAL")
+                # SECURITY: FULL, not NORMAL: a power cut must not undo a password change
+                # or a session revocation that was already reported done.
+                await _run(conn, "PRAGMA synchronous = FULL")
+                await _run(conn, "PRAGMA foreign_keys = ON")
+                await _run(conn, f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+                migrations = self._migrations
+                if migrations is None:
+                    migrations = schema.load_migrations(schema.migrations_folder("sqlite"))
+                await _migrate(conn, migrations)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the connection; the store may be opened again."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"closing SQLite store failed: {exc}") from exc
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """Run one statement (its own transaction) and return every row it yields."""
+        conn = self._connection()
+        async with self._translate():
+            return await _run(conn, sql, params)
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("the SQLite store is not open")
+        return self._conn
+
+    @asynccontextmanager
+    async def _translate(self) -> AsyncIterator[None]:
+        """Turn sqlite3 errors into store errors: the one place this happens."""
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            match = _UNIQUE_FAILED.search(str(exc))
+            if match and match[1] in _UNIQUE_FIELDS:
+                raise UserExists(match[1]) from exc
+            raise StoreUnavailable(f"SQLite refused a write: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite failed: {exc}") from exc
+        except UnicodeEncodeError as exc:  # a lone surrogate, which JSON bodies can carry
+            raise StoreUnavailable(f"SQLite cannot store text that is not UTF-8: {exc}") from exc
+        except ValueError as exc:  # aiosqlite's "Connection closed" after a concurrent close
+            if "closed" not in str(exc) and "no active connection" not in str(exc):
+                raise
+            raise StoreUnavailable("the SQLite store is closed") from exc
+
+
+async def _migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration]) -> None:
+    """Apply pending migrations in one transaction, safe against a second process."""
+    # Replicas starting together queue behind each other's migrations: wait longer than a
+    # request would, so that a slow disk at start does not fail the open.
+    await _run(conn, f"PRAGMA busy_timeout = {int(MIGRATION_BUSY_TIMEOUT * 1000)}")
+    await _run(conn, schema.SCHEMA_VERSION_DDL)
+    # IMMEDIATE takes the write lock before reading the versions, so that two processes
+    # starting together apply each migration once: the second waits, then finds none.
+    await _run(conn, "BEGIN IMMEDIATE")
+    try:
+        rows = await _run(conn, "SELECT version FROM schema_version")
+        for migration in schema.pending(migrations, {int(r[0]) for r in rows}):
+            for statement in schema.split_statements(migration.sql):
+                await _run(conn, statement)
+            await _run(
+                conn,
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, time.time()),
+            )
+        await _run(conn, "COMMIT")
+        await _run(conn, f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+    except BaseException:
+        # SQLite DDL is transactional: a failed migration leaves the schema as it was.
+        if conn.in_transaction:
+            await _run(conn, "ROLLBACK")
+        raise
+
+
+async def _run(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    """Run one statement to completion, so that no open cursor holds a lock afterwards."""
+    return list(await conn.execute_fetchall(sql, params))
