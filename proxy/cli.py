@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8080, help="authshim's port (default: %(default)s)"
     )
     demo.add_argument("--legacy-port", type=int, default=8000, help="the demo site's port")
+    demo.add_argument("--admin-port", type=int, default=8081, help="the dashboard's port")
     demo.add_argument("--dir", help="keep the demo's store here (default: a new temporary folder)")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -88,7 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from proxy.demo import run_demo
 
-            return run_demo(port=args.port, legacy_port=args.legacy_port, folder=args.dir)
+            return run_demo(
+                port=args.port,
+                legacy_port=args.legacy_port,
+                admin_port=args.admin_port,
+                folder=args.dir,
+            )
     except ConfigError as exc:
         _problems(exc)
         return 2

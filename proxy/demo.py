@@ -12,12 +12,15 @@ from typing import Any
 from aiohttp import web
 
 from proxy import log
+from proxy.admin.app import run_admin_site
 from proxy.app import create_app
 from proxy.config import Config, parse_config
 from proxy.demo_site import DEMO_USERS, DemoSite, create_demo_site
 
 
-def demo_config(upstream: str, store_url: str, port: int, secret: str) -> Config:
+def demo_config(
+    upstream: str, store_url: str, port: int, secret: str, admin_port: int = 8081
+) -> Config:
     """The core example config, pointed at the demo site."""
     login_form = {
         "path": "/accounts/login/", "format": "form", "identifier": "username",
@@ -41,6 +44,7 @@ def demo_config(upstream: str, store_url: str, port: int, secret: str) -> Config
         "logout": {"path": "/accounts/logout/"},
         "session": {"cookie": "authshim", "secret": secret, "secure": False},
         "identity": {"X-Forwarded-User": "username", "X-Forwarded-Email": "email"},
+        "admin": {"listen": f"127.0.0.1:{admin_port}"},
     }
     return parse_config(raw, {})
 
@@ -51,16 +55,19 @@ class Demo:
 
     legacy: web.AppRunner
     proxy: web.AppRunner
+    admin: web.AppRunner
     legacy_url: str
     proxy_url: str
+    admin_url: str
     store_url: str
 
     async def close(self) -> None:
+        await self.admin.cleanup()
         await self.proxy.cleanup()
         await self.legacy.cleanup()
 
 
-async def start_demo(*, port: int, legacy_port: int, folder: Path) -> Demo:
+async def start_demo(*, port: int, legacy_port: int, folder: Path, admin_port: int = 8081) -> Demo:
     """Start the demo site and authshim in front of it; port 0 picks a free port."""
     legacy = web.AppRunner(create_demo_site(DemoSite.seeded()), access_log=None)
     await legacy.setup()
@@ -68,11 +75,20 @@ async def start_demo(*, port: int, legacy_port: int, folder: Path) -> Demo:
     await legacy_site.start()
     legacy_url = f"http://127.0.0.1:{_port(legacy)}"
     store_url = f"sqlite:///{folder / 'authshim.db'}"
-    config = demo_config(legacy_url, store_url, port, secrets.token_urlsafe(32))
+    config = demo_config(legacy_url, store_url, port, secrets.token_urlsafe(32), admin_port)
     proxy = web.AppRunner(create_app(config), access_log=None)
     await proxy.setup()
     await web.TCPSite(proxy, "127.0.0.1", port).start()
-    return Demo(legacy, proxy, legacy_url, f"http://127.0.0.1:{_port(proxy)}", store_url)
+    admin = await run_admin_site(proxy.app, config)
+    return Demo(
+        legacy,
+        proxy,
+        admin,
+        legacy_url,
+        f"http://127.0.0.1:{_port(proxy)}",
+        f"http://127.0.0.1:{_port(admin)}",
+        store_url,
+    )
 
 
 def _port(runner: web.AppRunner) -> int:
@@ -98,20 +114,28 @@ alone, and {demo.proxy_url}/private/ shows the X-Forwarded-User header the site 
 JSON API:  curl -s {demo.proxy_url}/api/login -H 'Content-Type: application/json' \\
              -d '{{"email": "bob@example.com", "password": "builder123"}}'
 Session:   {demo.proxy_url}/.authshim/session (200 with identity headers, or 401)
-Progress:  authshim mode --store {demo.store_url}
+Dashboard: {demo.admin_url}/ (the admin listener: API under /admin/, metrics at /metrics)
+Progress:  authshim stats --store {demo.store_url}
+Users:     authshim users list --store {demo.store_url}
+Mode:      authshim mode --store {demo.store_url}
 Cut over:  authshim mode cutover --store {demo.store_url}
 
 Press Ctrl-C to stop.
 """
 
 
-def run_demo(*, port: int, legacy_port: int, folder: str | None) -> int:
+def run_demo(*, port: int, legacy_port: int, admin_port: int, folder: str | None) -> int:
     """Run the demo until interrupted."""
     log.setup("info")
 
     async def run() -> None:
         with tempfile.TemporaryDirectory(prefix="authshim-demo-") as tmp:
-            demo = await start_demo(port=port, legacy_port=legacy_port, folder=Path(folder or tmp))
+            demo = await start_demo(
+                port=port,
+                legacy_port=legacy_port,
+                folder=Path(folder or tmp),
+                admin_port=admin_port,
+            )
             print(guide(demo), flush=True)
             try:
                 await asyncio.Event().wait()

@@ -54,7 +54,7 @@ def test_mode_reads_the_store_from_a_config(
 
 async def test_the_demo_migrates_a_user(tmp_path: Path) -> None:
     """The demo's site and proxy run; a login through it is captured and then answered locally."""
-    demo = await start_demo(port=0, legacy_port=0, folder=tmp_path)
+    demo = await start_demo(port=0, legacy_port=0, folder=tmp_path, admin_port=0)
     try:
         assert demo.proxy_url in guide(demo)
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
@@ -69,5 +69,7 @@ async def test_the_demo_migrates_a_user(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as client:
             async with client.get(demo.proxy_url + "/.authshim/session") as r:
                 assert r.status == 401
+            async with client.get(demo.admin_url + "/admin/stats") as r:
+                assert r.status == 200  # the dashboard's listener, loopback only
     finally:
         await demo.close()

@@ -5,6 +5,8 @@ sqlite3 errors become ``store.errors`` here and nowhere else (``_translate``).
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import re
 import sqlite3
 import time
@@ -54,21 +56,37 @@ class SQLiteConnection:
         conn.row_factory = sqlite3.Row
         self._conn = conn
         try:
-            async with self._translate():
-                # WAL: readers never wait for the writer, and other processes can read.
-                await _run(conn, "PRAGMA journal_mode = WAL")
-                # SECURITY: FULL, not NORMAL: a power cut must not undo a password change
-                # or a session revocation that was already reported done.
-                await _run(conn, "PRAGMA synchronous = FULL")
-                await _run(conn, "PRAGMA foreign_keys = ON")
-                await _run(conn, f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-                migrations = self._migrations
-                if migrations is None:
-                    migrations = schema.load_migrations(schema.migrations_folder("sqlite"))
-                await _migrate(conn, migrations)
+            await self._prepare(conn)
         except BaseException:
             await self.close()
             raise
+
+    async def _prepare(self, conn: aiosqlite.Connection) -> None:
+        """Set the connection up and migrate, retrying while other processes hold the file.
+
+        SQLite answers "database is locked" at once, without waiting, in a few start-up cases
+        (switching to WAL, WAL recovery) when several processes open one new file together.
+        """
+        deadline = time.monotonic() + MIGRATION_BUSY_TIMEOUT
+        for attempt in itertools.count():
+            try:
+                async with self._translate():
+                    # WAL: readers never wait for the writer, and other processes can read.
+                    await _run(conn, "PRAGMA journal_mode = WAL")
+                    # SECURITY: FULL, not NORMAL: a power cut must not undo a password change
+                    # or a session revocation that was already reported done.
+                    await _run(conn, "PRAGMA synchronous = FULL")
+                    await _run(conn, "PRAGMA foreign_keys = ON")
+                    await _run(conn, f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+                    migrations = self._migrations
+                    if migrations is None:
+                        migrations = schema.load_migrations(schema.migrations_folder("sqlite"))
+                    await _migrate(conn, migrations)
+                return
+            except StoreUnavailable as exc:
+                if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(min(0.02 * 2**attempt, 0.5))
 
     async def close(self) -> None:
         """Close the connection; the store may be opened again."""
