@@ -21,31 +21,25 @@ from proxy.errors import (
     Throttled,
     UpstreamError,
 )
+from proxy.flows.capture import Result, capture_user, forward_and_capture
+from proxy.flows.common import RETRY_AFTER, forward_raw, session_user
 from proxy.flows.identity import schedule_refresh
 from proxy.forward import UpstreamAnswer, upstream_failure
 from proxy.guards import same_site, unambiguous
-from proxy.legacy import fetch_profile, judge, map_profile
+from proxy.legacy import fetch_profile, judge
 from proxy.limits import client_ip, throttled_answer
 from proxy.services import Services
-from store.base import NewUser, User
+from store.base import User
 from store.errors import (
     InvalidPassword,
     Overloaded,
-    RejectedCapture,
     StoreError,
     StoreUnavailable,
-    UserExists,
 )
 from store.validation import (
-    ProfileFields,
-    identity_matches,
     normalise_identifier,
-    reason_for_conflict,
-    validate_capture,
 )
 
-RETRY_AFTER = {"Retry-After": "1"}
-Result = tuple[str, web.StreamResponse, str | None]
 # Outcomes that settle the counted attempt: a right password, or nobody judged it at all.
 SUCCEEDED = frozenset({"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok"})
 UNJUDGED = frozenset({"upstream_error", "overloaded", "store_error"})
@@ -129,7 +123,7 @@ async def _limited(
 async def _forward_unread(
     request: web.Request, svc: Services, route: LoginRoute, raw: bytes
 ) -> Result:
-    user = await _quiet_session_user(request, svc)
+    user = await session_user(request, svc)
     try:
         async with svc.forwarder.exchange(request, body=raw, identity=svc.identity(user)) as answer:
             outcome = "forwarded_unread_ok" if judge(answer, route.success) else "forwarded_unread"
@@ -158,7 +152,7 @@ async def _judge(
                 None,
             )
         # Fail safe: the legacy app can still answer; nothing is captured meanwhile.
-        return "store_down_forwarded", await _forward_raw(request, svc, submitted.raw), None
+        return "store_down_forwarded", await forward_raw(request, svc, submitted.raw), None
 
     try:
         if user is not None:
@@ -221,18 +215,6 @@ def _next_value(request: web.Request, submitted: Submitted, route: LoginRoute) -
     return request.query.get(name) or submitted.optional(name)
 
 
-async def _forward_raw(request: web.Request, svc: Services, raw: bytes) -> web.StreamResponse:
-    user = await _quiet_session_user(request, svc)
-    return await svc.forwarder.forward(request, body=raw, identity=svc.identity(user))
-
-
-async def _quiet_session_user(request: web.Request, svc: Services) -> User | None:
-    try:
-        return await svc.session_user(dict(request.cookies))
-    except StoreError:
-        return None
-
-
 async def _forward_and_capture(
     request: web.Request,
     svc: Services,
@@ -240,61 +222,25 @@ async def _forward_and_capture(
     submitted: Submitted,
     identifier: str,
     password: str,
-) -> tuple[str, web.StreamResponse, str | None]:
-    try:
-        async with svc.forwarder.exchange(request, body=submitted.raw) as answer:
-            if not judge(answer, route.success):
-                return "legacy_refused", await svc.forwarder.respond(request, answer), None
-            user = await _capture(request, svc, route, answer, identifier, password)
-            svc.known.add_user(user)  # migrated now: never forwarded while the store is down
-            # Accepted by the legacy app: migrated now (captured) or still not (rejected).
-            svc.login_activity.note(identifier, user)
-            cookies = [svc.sessions.issue(user)] if user else []
-            response = await svc.forwarder.respond(request, answer, cookies=cookies)
-            return ("captured" if user else "legacy_ok"), response, user.id if user else None
-    except UpstreamError as exc:
-        return "upstream_error", upstream_failure(exc), None
+) -> Result:
+    async def capture(answer: UpstreamAnswer) -> User | None:
+        user = await capture_user(
+            svc,
+            path=route.path,
+            identifier=identifier,
+            password=password,
+            source="login",
+            profile=lambda: _legacy_profile(svc, route, answer, request, identifier),
+            reuse_existing=True,
+            validate=svc.config.migration.validate,
+        )
+        # Accepted by the legacy app: migrated now (captured) or still not (rejected).
+        svc.login_activity.note(identifier, user)
+        return user
 
-
-async def _capture(
-    request: web.Request,
-    svc: Services,
-    route: LoginRoute,
-    answer: UpstreamAnswer,
-    identifier: str,
-    password: str,
-) -> User | None:
-    """Store the user the legacy app just accepted; never changes what the client gets."""
-    async with svc.capture_locks.hold(identifier):
-        try:
-            # A concurrent login of the same user may have captured them meanwhile.
-            existing = await svc.store.find_user(identifier)
-            if existing is not None:
-                return existing
-            profile = await _legacy_profile(svc, route, answer, request, identifier)
-            fields = _checked_fields(svc, identifier, map_profile(profile, svc.config.profile))
-            phc = await svc.passwords.hash(password)
-            new = NewUser(fields.email, fields.username, phc, profile, fields.legacy_id, "login")
-            return await svc.store.insert_user(new)
-        except RejectedCapture as exc:
-            reason = exc.reason
-        except UserExists as exc:
-            # Another replica captured the same user at the same moment: one record, reuse it.
-            twin = await _twin(svc, identifier)
-            if twin is not None:
-                return twin
-            reason = reason_for_conflict(exc.field)
-        except ProfileError:
-            reason = "no_profile"
-        except UpstreamError:
-            reason = "profile_upstream_error"
-        except Overloaded:
-            reason = "overloaded"
-        except StoreError:
-            reason = "store_error"
-    svc.counters.add(f"capture.rejected.{reason}")
-    log.event("capture.rejected", route=route.path, reason=reason)
-    return None
+    return await forward_and_capture(
+        request, svc, raw=submitted.raw, success=route.success, capture=capture
+    )
 
 
 async def _legacy_profile(
@@ -314,23 +260,3 @@ async def _legacy_profile(
     if found is None:
         raise ProfileError("the look-up does not know the user the legacy app accepted")
     return found.profile
-
-
-async def _twin(svc: Services, identifier: str) -> User | None:
-    try:
-        return await svc.store.find_user(identifier)
-    except StoreError:
-        return None
-
-
-def _checked_fields(svc: Services, identifier: str, fields: ProfileFields) -> ProfileFields:
-    # SECURITY: a profile that names another user is never stored under this password.
-    if not identity_matches(identifier, fields):
-        raise RejectedCapture("identity_mismatch")
-    if svc.config.migration.validate:
-        return validate_capture(fields, requires_username=svc.config.migration.requires_username)
-    return ProfileFields(
-        legacy_id=fields.legacy_id,
-        email=normalise_identifier(fields.email) if fields.email else None,
-        username=normalise_identifier(fields.username) if fields.username else None,
-    )

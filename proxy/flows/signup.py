@@ -21,15 +21,14 @@ from proxy.config import SignupConfig
 from proxy.errors import (
     BadRequestBody,
     LookupFailed,
-    ProfileError,
     Throttled,
-    UpstreamError,
     WeakPassword,
 )
+from proxy.flows.capture import Result, capture_user, forward_and_capture
 from proxy.flows.common import elapsed_ms, forward_raw, put_pointer, unavailable
-from proxy.forward import UpstreamAnswer, upstream_failure
+from proxy.forward import UpstreamAnswer
 from proxy.guards import same_site
-from proxy.legacy import fetch_profile, judge, map_profile
+from proxy.legacy import fetch_profile
 from proxy.limits import client_ip, throttled_answer
 from proxy.policy import check_password
 from proxy.services import Services
@@ -37,12 +36,9 @@ from store.base import NewUser, User
 from store.errors import Overloaded, RejectedCapture, StoreError, UserExists
 from store.validation import (
     ProfileFields,
-    identity_matches,
     normalise_identifier,
     validate_capture,
 )
-
-Result = tuple[str, web.StreamResponse, str | None]
 
 
 async def handle(request: web.Request, svc: Services, cfg: SignupConfig) -> web.StreamResponse:
@@ -169,53 +165,19 @@ async def _upstream(request: web.Request, svc: Services, cfg: SignupConfig, raw:
         password = submitted.text(cfg.password)
     except BadRequestBody:
         return "forwarded_unread", await forward_raw(request, svc, raw), None
-    try:
-        async with svc.forwarder.exchange(request, body=raw) as answer:
-            if not judge(answer, cfg.success):
-                return "legacy_refused", await svc.forwarder.respond(request, answer), None
-            user = await _capture(request, svc, cfg, answer, email, password)
-            cookies = [svc.sessions.issue(user)] if user else []
-            response = await svc.forwarder.respond(request, answer, cookies=cookies)
-            return ("captured" if user else "legacy_ok"), response, user.id if user else None
-    except UpstreamError as exc:
-        return "upstream_error", upstream_failure(exc), None
+    profile_source = cfg.profile
 
+    async def capture(answer: UpstreamAnswer) -> User | None:
+        return await capture_user(
+            svc,
+            path=cfg.path,
+            identifier=email,
+            password=password,
+            source="signup",
+            profile=lambda: fetch_profile(svc.forwarder, profile_source, answer, request.headers),
+            # SECURITY: signing up with a stored user's email never logs in as that user.
+            reuse_existing=False,
+            validate=True,
+        )
 
-async def _capture(
-    request: web.Request,
-    svc: Services,
-    cfg: SignupConfig,
-    answer: UpstreamAnswer,
-    email: str,
-    password: str,
-) -> User | None:
-    """Store the user the legacy app just signed up; never changes what the client gets."""
-    assert cfg.profile is not None
-    async with svc.capture_locks.hold(email):
-        try:
-            profile = await fetch_profile(svc.forwarder, cfg.profile, answer, request.headers)
-            fields = map_profile(profile, svc.config.profile)
-            # SECURITY: a profile that names another user is never stored under this password.
-            if not identity_matches(email, fields):
-                raise RejectedCapture("identity_mismatch")
-            fields = validate_capture(
-                fields, requires_username=svc.config.migration.requires_username
-            )
-            phc = await svc.passwords.hash(password)
-            new = NewUser(fields.email, fields.username, phc, profile, fields.legacy_id, "signup")
-            return await svc.store.insert_user(new)
-        except RejectedCapture as exc:
-            reason = exc.reason
-        except UserExists as exc:
-            reason = f"duplicate_{exc.field}"
-        except ProfileError:
-            reason = "no_profile"
-        except UpstreamError:
-            reason = "profile_upstream_error"
-        except Overloaded:
-            reason = "overloaded"
-        except StoreError:
-            reason = "store_error"
-    svc.counters.add(f"capture.rejected.{reason}")
-    log.event("capture.rejected", route=cfg.path, reason=reason)
-    return None
+    return await forward_and_capture(request, svc, raw=raw, success=cfg.success, capture=capture)

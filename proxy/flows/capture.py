@@ -1,0 +1,115 @@
+"""Capturing a user the legacy app just accepted (a login, or a sign-up it handled itself).
+
+Capture never changes what the client gets: the legacy app's answer goes back as it came, with
+authshim's session cookie added only when the user was stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from proxy import log
+from proxy.config import SuccessRules
+from proxy.errors import ProfileError, UpstreamError
+from proxy.forward import UpstreamAnswer, upstream_failure
+from proxy.legacy import judge, map_profile
+from proxy.services import Services
+from store.base import NewUser, User
+from store.errors import Overloaded, RejectedCapture, StoreError, UserExists
+from store.validation import (
+    ProfileFields,
+    identity_matches,
+    normalise_identifier,
+    reason_for_conflict,
+    validate_capture,
+)
+
+Result = tuple[str, web.StreamResponse, str | None]
+Capture = Callable[[UpstreamAnswer], Awaitable[User | None]]
+
+
+async def forward_and_capture(
+    request: web.Request, svc: Services, *, raw: bytes, success: SuccessRules, capture: Capture
+) -> Result:
+    """Forward ``raw`` to the legacy app; when ``success`` holds, ``capture`` the user."""
+    try:
+        async with svc.forwarder.exchange(request, body=raw) as answer:
+            if not judge(answer, success):
+                return "legacy_refused", await svc.forwarder.respond(request, answer), None
+            user = await capture(answer)
+            svc.known.add_user(user)  # migrated now: never forwarded while the store is down
+            cookies = [svc.sessions.issue(user)] if user else []
+            response = await svc.forwarder.respond(request, answer, cookies=cookies)
+            return ("captured" if user else "legacy_ok"), response, user.id if user else None
+    except UpstreamError as exc:
+        return "upstream_error", upstream_failure(exc), None
+
+
+async def capture_user(
+    svc: Services,
+    *,
+    path: str,
+    identifier: str,
+    password: str,
+    source: str,
+    profile: Callable[[], Awaitable[dict[str, Any]]],
+    reuse_existing: bool,
+    validate: bool,
+) -> User | None:
+    """Store the accepted user, or count why not; ``reuse_existing`` for a login, whose
+    concurrent twin (here or on another replica) is the same person."""
+    async with svc.capture_locks.hold(identifier):
+        try:
+            if reuse_existing and (existing := await svc.store.find_user(identifier)):
+                return existing  # a concurrent login of the same user captured them meanwhile
+            found = await profile()
+            fields = checked_fields(
+                identifier, map_profile(found, svc.config.profile), svc, validate
+            )
+            phc = await svc.passwords.hash(password)
+            new = NewUser(fields.email, fields.username, phc, found, fields.legacy_id, source)
+            return await svc.store.insert_user(new)
+        except RejectedCapture as exc:
+            reason = exc.reason
+        except UserExists as exc:
+            # Another replica captured the same user at the same moment: one record, reuse it.
+            if reuse_existing and (twin := await _quiet_find(svc, identifier)):
+                return twin
+            reason = reason_for_conflict(exc.field)
+        except ProfileError:
+            reason = "no_profile"
+        except UpstreamError:
+            reason = "profile_upstream_error"
+        except Overloaded:
+            reason = "overloaded"
+        except StoreError:
+            reason = "store_error"
+    svc.counters.add(f"capture.rejected.{reason}")
+    log.event("capture.rejected", route=path, reason=reason)
+    return None
+
+
+def checked_fields(
+    identifier: str, fields: ProfileFields, svc: Services, validate: bool
+) -> ProfileFields:
+    """The profile's fields, checked to name ``identifier`` and (``validate``) the import rules."""
+    # SECURITY: a profile that names another user is never stored under this password.
+    if not identity_matches(identifier, fields):
+        raise RejectedCapture("identity_mismatch")
+    if validate:
+        return validate_capture(fields, requires_username=svc.config.migration.requires_username)
+    return ProfileFields(
+        legacy_id=fields.legacy_id,
+        email=normalise_identifier(fields.email) if fields.email else None,
+        username=normalise_identifier(fields.username) if fields.username else None,
+    )
+
+
+async def _quiet_find(svc: Services, identifier: str) -> User | None:
+    try:
+        return await svc.store.find_user(identifier)
+    except StoreError:
+        return None
