@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import socket
 import sys
 import tempfile
@@ -66,6 +67,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def _postgres(url: str) -> str | None:
     if url == "off":
         return None
+    if importlib.util.find_spec("asyncpg") is None:
+        print("bench: asyncpg is not installed (pip install -e '.[bench,postgres]');"
+              " the PostgreSQL rows are left out", file=sys.stderr)  # fmt: skip
+        return None
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), 1):
         return url
     print("bench: no PostgreSQL at 127.0.0.1:5432; its store rows are left out", file=sys.stderr)
@@ -84,8 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Sampler() as idle:
         time.sleep(2)
     if idle.foreign > BUSY:
-        print(f"bench: other processes use {idle.foreign:.1f} of {len(Cores.split().all)} cores;"
-              " the figures will be skewed (see the 'other load' notes)", file=sys.stderr)
+        print(
+            f"bench: other processes use {idle.foreign:.1f} of {len(Cores.split().all)} cores;"
+            " the figures will be skewed (see the 'other load' notes)",
+            file=sys.stderr,
+        )
     profile = QUICK if args.quick else FULL
     only = set(args.only.split(","))
     params = Argon2(args.time_cost, args.memory_cost, args.parallelism)

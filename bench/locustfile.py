@@ -62,8 +62,11 @@ class SiteUser(HttpUser):
     wait_time = between(0.5, 2)
 
     def on_start(self) -> None:
-        # Each visitor has its own address, as behind a load balancer (authshim must trust
-        # the load generator's address as a proxy: server.trusted_proxies).
+        self.new_address()
+
+    def new_address(self) -> None:
+        """Come from an address of one's own, as behind a load balancer (authshim must trust
+        the load generator's address as a proxy: server.trusted_proxies)."""
         address = ".".join(str(random.randint(1, 254)) for _ in range(3))
         self.client.headers["X-Forwarded-For"] = f"10.{address}"
 
@@ -110,17 +113,20 @@ class MigratedLogin(SiteUser):
 
 
 class WrongPassword(SiteUser):
-    """A mistyped password: refused by authshim (migrated) or by the legacy app (not yet)."""
+    """Mistyped passwords, each by another visitor: refused by authshim (migrated) or by the
+    legacy app (not yet). One address typing wrong passwords all day is an attacker, and the
+    brute-force limits answer it 429, which also counts as a refusal here."""
 
     weight = 1
 
     @task
     def wrong(self) -> None:
+        self.new_address()
         kind = random.choice([k for k in ("migrated", "unmigrated") if USERS.get(k)])
         row = random.choice(USERS[kind])
         with self.form_login(row["email"], row["wrong_password"], f"{LOGIN} [wrong, {kind}]") as r:
             # authshim redirects back to the form; the legacy app renders it again with an error.
-            if self.has_session(r) or r.status_code not in (200, 302):
+            if self.has_session(r) or r.status_code not in (200, 302, 429):
                 r.failure(f"wrong password: {r.status_code}, session: {self.has_session(r)}")
             else:
                 r.success()

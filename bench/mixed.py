@@ -70,13 +70,22 @@ def run(env: Env, users_csv: Path, *, seconds: int, users: int) -> list[Row]:
             cores=env.cores_label(False),
             note=f"RSS {first:.0f} -> {last:.0f} MiB; {total['Request Count']} requests, "
                  f"{total['Failure Count']} failed",
-            raw={"samples": s.samples, "locust": table}),
+            raw={"samples": s.samples, "locust": table,
+                 "failures": Path(f"{env.work / 'locust'}_failures.csv").read_text()}),
     ]  # fmt: skip
     for name in sorted(table):
         if name == "Aggregated":
             continue
         r = table[name]
-        rows.append(Row("7 memory", f"  {name}", float(r["Requests/s"]), "req/s",
-                        float(r["50%"]), float(r["99%"]),
-                        note=f"{r['Request Count']} requests, {r['Failure Count']} failed"))
+        rows.append(
+            Row(
+                "7 memory",
+                f"  {name}",
+                float(r["Requests/s"]),
+                "req/s",
+                float(r["50%"]),
+                float(r["99%"]),
+                note=f"{r['Request Count']} requests, {r['Failure Count']} failed",
+            )
+        )
     return rows

@@ -88,9 +88,7 @@ def _write(folder: Path, servers: str, workers: int) -> Path:
         (folder / sub).mkdir(parents=True, exist_ok=True)
     user = "user root;" if os.geteuid() == 0 else ""  # workers must read the bench's files
     conf = folder / "nginx.conf"
-    conf.write_text(
-        _COMMON.format(user=user, workers=workers, dir=folder, servers=servers)
-    )
+    conf.write_text(_COMMON.format(user=user, workers=workers, dir=folder, servers=servers))
     return conf
 
 

@@ -149,6 +149,12 @@ def cpu_ticks() -> dict[int, int]:
     return ticks
 
 
+def machine_busy() -> int:
+    """Ticks every core spent running processes (user, nice, system) since boot."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[1]) + int(fields[2]) + int(fields[3])
+
+
 @dataclass
 class Sampler:
     """While a load runs: the RSS and CPU of a process tree (``pid``), and how much CPU
@@ -162,7 +168,7 @@ class Sampler:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> Sampler:
-        self._ticks0, self._t0 = cpu_ticks(), time.monotonic()
+        self._busy0, self._ticks0, self._t0 = machine_busy(), cpu_ticks(), time.monotonic()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -170,10 +176,13 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        ticks, wall = cpu_ticks(), time.monotonic() - self._t0
+        busy, ticks, wall = machine_busy(), cpu_ticks(), time.monotonic() - self._t0
         mine = set(tree(os.getpid()))
         used = {pid: t - self._ticks0.get(pid, 0) for pid, t in ticks.items()}
-        self.foreign = sum(t for pid, t in used.items() if pid not in mine) / CLOCK_TICKS / wall
+        # The machine's busy time less the bench's own processes: this also counts processes
+        # that started and ended during the load, which no process listing would show.
+        ours = sum(t for pid, t in used.items() if pid in mine)
+        self.foreign = max(busy - self._busy0 - ours, 0) / CLOCK_TICKS / wall
         if self.pid is not None:
             self.cpu = sum(used.get(p, 0) for p in tree(self.pid)) / CLOCK_TICKS / wall
 
