@@ -8,6 +8,7 @@ parallel. The pool is bounded: past ``workers + queue_limit`` operations in flig
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import threading
@@ -51,7 +52,9 @@ class PasswordPool:
         )
         self.workers = workers or os.cpu_count() or 1
         self._limit = self.workers + queue_limit
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="argon2")
+        self._executor = ThreadPoolExecutor(
+            self.workers, thread_name_prefix="argon2", initializer=_below_the_event_loop
+        )
         # Work finishes on pool threads, so the count is guarded by a thread lock and
         # released when the thread is done, not when its (maybe cancelled) awaiter is.
         self._lock = threading.Lock()
@@ -67,6 +70,16 @@ class PasswordPool:
     def depth(self) -> int:
         """How many operations are running or queued."""
         return self._depth
+
+    @property
+    def saturated(self) -> bool:
+        """Whether the next operation would be refused with ``Overloaded``."""
+        return self._depth >= self._limit
+
+    @property
+    def idle(self) -> bool:
+        """Whether a thread is free to start an operation at once."""
+        return self._depth < self.workers
 
     async def hash(self, password: str) -> str:
         """Return the argon2id PHC string of ``password``.
@@ -146,3 +159,10 @@ class PasswordPool:
 def _secret(password: str) -> bytes:
     """UTF-8, letting lone surrogates (which JSON bodies can carry) through, never raising."""
     return password.encode("utf-8", "surrogatepass")
+
+
+def _below_the_event_loop() -> None:
+    """Run this pool thread at a lower priority than the event loop (Linux: per thread), so
+    that hashing never delays the loop answering pass-through requests and 503s."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)

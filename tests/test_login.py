@@ -298,3 +298,32 @@ async def test_no_password_reaches_the_log(proxy: Proxy, caplog: pytest.LogCaptu
     assert len(lines) == 3
     assert '"outcome":"captured"' in lines[0] and '"outcome":"local_failed"' in lines[2]
     assert not any(secret in caplog.text for secret in ("builder-22", "wrong-password-77"))
+
+
+async def test_past_the_argon2_queue_logins_get_503_and_pages_still_flow(
+    start_proxy: StartProxy,
+) -> None:
+    """Past workers + queue_limit, logins get 503 + Retry-After; pages are still answered."""
+    proxy = await start_proxy(
+        lambda raw: raw["passwords"].update(
+            workers=1, queue_limit=1, time_cost=30, memory_cost=2048
+        )
+    )
+    await json_login(proxy, "bob@example.com", "builder-22")  # captured
+
+    async def login() -> tuple[int, str | None]:
+        body = {"email": "bob@example.com", "password": "builder-22"}
+        async with proxy.client.post(proxy.url("/api/login"), json=body) as response:
+            await response.read()
+            return response.status, response.headers.get("Retry-After")
+
+    logins = [asyncio.ensure_future(login()) for _ in range(8)]
+    await asyncio.sleep(0.01)
+    async with proxy.client.get(proxy.url("/dashboard")) as page:
+        assert page.status == 200
+    pending_when_the_page_came = sum(not login.done() for login in logins)
+    results = await asyncio.gather(*logins)
+    statuses = [status for status, _ in results]
+    assert statuses.count(503) >= 4 and statuses.count(200) >= 1
+    assert all(retry == "1" for status, retry in results if status == 503)
+    assert pending_when_the_page_came > 0  # the page did not wait for the hashing to finish

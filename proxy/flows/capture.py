@@ -6,6 +6,7 @@ authshim's session cookie added only when the user was stored.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,9 +59,11 @@ async def capture_user(
     profile: Callable[[], Awaitable[dict[str, Any]]],
     reuse_existing: bool,
     validate: bool,
+    hashing: asyncio.Future[str] | None = None,
 ) -> User | None:
     """Store the accepted user, or count why not; ``reuse_existing`` for a login, whose
-    concurrent twin (here or on another replica) is the same person."""
+    concurrent twin (here or on another replica) is the same person; ``hashing`` is the
+    password's hash already under way."""
     async with svc.capture_locks.hold(identifier):
         try:
             if reuse_existing and (existing := await svc.store.find_user(identifier)):
@@ -69,7 +72,9 @@ async def capture_user(
             fields = checked_fields(
                 identifier, map_profile(found, svc.config.profile), svc, validate
             )
-            phc = await svc.passwords.hash(password)
+            # An early hash (started while the legacy app judged) is shielded: the caller
+            # discards it, and a cancelled capture must not leave it half-awaited.
+            phc = await (asyncio.shield(hashing) if hashing else svc.passwords.hash(password))
             new = NewUser(fields.email, fields.username, phc, found, fields.legacy_id, source)
             return await svc.store.insert_user(new)
         except RejectedCapture as exc:
