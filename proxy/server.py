@@ -22,6 +22,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from proxy import log
+from proxy.admin.app import run_admin_site
 from proxy.app import create_app
 from proxy.config import Config
 
@@ -64,17 +65,21 @@ def serve(config: Config, *, workers: int = 1) -> int:
     return _Supervisor(config, workers).run()
 
 
-def _run_worker(config: Config, *, parent: int | None = None, ready: int | None = None) -> int:
+def _run_worker(
+    config: Config, *, parent: int | None = None, ready: int | None = None, admin: bool = True
+) -> int:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(_worker(config, parent=parent, ready=ready))
+        runner.run(_worker(config, parent=parent, ready=ready, admin=admin))
     return 0
 
 
-async def _worker(config: Config, *, parent: int | None, ready: int | None) -> None:
+async def _worker(config: Config, *, parent: int | None, ready: int | None, admin: bool) -> None:
     """Serve until told to stop: SIGTERM (and SIGINT when alone), or the parent's end.
 
     A supervised worker shares the port (SO_REUSEPORT) and, once it listens, writes a byte to
     the ``ready`` pipe: from then on its death is a crash to recover from, not a failed start.
+    Only the ``admin`` worker binds the admin listener: a Prometheus scrape must always reach
+    the same process, or its counters would seem to reset at random.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -85,12 +90,15 @@ async def _worker(config: Config, *, parent: int | None, ready: int | None) -> N
         loop.add_signal_handler(signum, stop.set)
     runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
+    admin_runner: web.AppRunner | None = None
     try:
         site = web.TCPSite(
             runner, config.server.host, config.server.port, backlog=BACKLOG,
             reuse_port=parent is not None,
         )  # fmt: skip
         await site.start()
+        if admin and config.admin.enabled:
+            admin_runner = await run_admin_site(runner.app, config)
         if ready is not None:
             os.write(ready, b"1")
             os.close(ready)
@@ -103,6 +111,8 @@ async def _worker(config: Config, *, parent: int | None, ready: int | None) -> N
             except TimeoutError:
                 pass
     finally:
+        if admin_runner is not None:
+            await admin_runner.cleanup()
         await runner.cleanup()
 
 
@@ -113,6 +123,7 @@ class _Supervisor:
         self._config = config
         self._workers = workers
         self._children: dict[int, int] = {}  # pid -> read end of its readiness pipe
+        self._admin_pid: int | None = None  # the worker that binds the admin listener
         self._stopping_since: float | None = None
         self._status = 0
 
@@ -136,6 +147,7 @@ class _Supervisor:
 
     def _spawn(self) -> None:
         parent = os.getpid()
+        admin = self._admin_pid is None
         ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
@@ -146,7 +158,7 @@ class _Supervisor:
                     os.close(fd)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                status = _run_worker(self._config, parent=parent, ready=ready_w)
+                status = _run_worker(self._config, parent=parent, ready=ready_w, admin=admin)
             except BaseException as exc:  # a worker must never return into the parent's code
                 log.event("worker.failed", pid=os.getpid(), error=f"{type(exc).__name__}: {exc}")
             finally:
@@ -155,7 +167,9 @@ class _Supervisor:
         os.close(ready_w)
         os.set_blocking(ready_r, False)
         self._children[pid] = ready_r
-        log.event("worker.started", pid=pid)
+        if admin:
+            self._admin_pid = pid
+        log.event("worker.started", pid=pid, admin=admin)
 
     def _reap(self) -> None:
         while self._children:
@@ -169,6 +183,8 @@ class _Supervisor:
             ready_r = self._children.pop(pid, None)
             if ready_r is None:
                 continue
+            if pid == self._admin_pid:
+                self._admin_pid = None  # its replacement binds the admin listener again
             code = os.waitstatus_to_exitcode(wait_status)
             was_ready = _was_ready(ready_r)
             if self._stopping_since is not None:

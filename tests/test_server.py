@@ -29,7 +29,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(folder: Path, port: int, upstream: str) -> Path:
+def write_config(folder: Path, port: int, upstream: str, admin_port: int | None = None) -> Path:
     config = folder / "authshim.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\n'
@@ -37,6 +37,7 @@ def write_config(folder: Path, port: int, upstream: str) -> Path:
         f'[store]\nurl = "sqlite:///{folder / "authshim.db"}"\n'
         '[session]\nsecret = "env:AUTHSHIM_SECRET"\nsecure = false\n'
         "[passwords]\ntime_cost = 1\nmemory_cost = 64\nworkers = 1\n"
+        + (f'[admin]\nlisten = "127.0.0.1:{admin_port}"\n' if admin_port else "")
     )
     return config
 
@@ -117,10 +118,12 @@ async def serve(legacy_server: TestServer, tmp_path: Path) -> AsyncIterator[Serv
     """Start ``authshim serve --workers N`` in front of the fake legacy app."""
     started: list[asyncio.subprocess.Process] = []
 
-    async def start(workers: int, port: int | None = None) -> Running:
+    async def start(
+        workers: int, port: int | None = None, admin_port: int | None = None
+    ) -> Running:
         port = port or free_port()
         upstream = str(legacy_server.make_url("")).rstrip("/")
-        config = write_config(tmp_path, port, upstream)
+        config = write_config(tmp_path, port, upstream, admin_port)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxy.cli", "serve", "--config", str(config),
             "--workers", str(workers),
@@ -197,3 +200,21 @@ def test_workers_need_a_fixed_port(
     monkeypatch.setenv("AUTHSHIM_SECRET", SECRET)
     assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
     assert "fixed port" in capsys.readouterr().err
+
+
+async def test_one_worker_serves_the_admin_listener(serve: Serve) -> None:
+    """With [admin] and --workers 2, exactly one worker listens on the admin port and answers."""
+    admin_port = free_port()
+    running = await serve(2, admin_port=admin_port)
+    workers = await running.wait_for_workers(2)
+    deadline = time.monotonic() + 20
+    while not listening_inodes(admin_port):
+        assert time.monotonic() < deadline, "the admin listener never started"
+        await asyncio.sleep(0.05)
+    admin_sockets = listening_inodes(admin_port)
+    assert len([w for w in workers if sockets_of(w) & admin_sockets]) == 1
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"http://127.0.0.1:{admin_port}/admin/mode") as answer,
+    ):
+        assert answer.status == 200 and (await answer.json())["mode"] == "migrate"

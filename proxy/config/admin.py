@@ -21,6 +21,7 @@ class AdminConfig:
     port: int = 8081
     token: Secret | None = None
     readiness_days: int = 30
+    enabled: bool = False  # the listener starts only when the config has an [admin] section
 
 
 def read_admin(r: Reader, doc: Mapping[str, Any]) -> AdminConfig:
@@ -30,7 +31,7 @@ def read_admin(r: Reader, doc: Mapping[str, Any]) -> AdminConfig:
         # SECURITY: an admin API reachable from other hosts must never be open.
         if token is None and not is_loopback(host):
             r.error("token", f"is required when admin.listen is not a loopback address ({host})")
-        return AdminConfig(host, port, token, read_readiness_days(r, t))
+        return AdminConfig(host, port, token, read_readiness_days(r, t), enabled="admin" in doc)
 
 
 def read_readiness_days(r: Reader, t: Mapping[str, Any]) -> int:
