@@ -51,6 +51,9 @@ async def run(url: str, n: int) -> None:
             ),
             "list, source=signup": lambda: store.list_users(source="signup", limit=50),
             "search 'grace' (10% match)": lambda: store.search_users("grace", limit=50),
+            "search 'grace' deep page (emails)": lambda: store.search_users(
+                "grace", after=("grace5", ""), limit=50
+            ),
             "search 'grace1' page 2": lambda: store.search_users(
                 "grace1", after=("grace1", ""), limit=50
             ),

@@ -3,7 +3,9 @@
 A prefix search runs as up to three index range scans (legacy id, email, username), each
 ordered by its own key and limited to one page; ``merge_matches`` then interleaves them. Each
 user is matched by exactly one branch (the backends exclude what an earlier branch matches),
-so that ``(key, id)`` is a stable, gap-free keyset cursor across pages.
+so that ``(key, id)`` is a stable, gap-free keyset cursor across pages. A user whose email
+and username both match is listed by its email; PostgreSQL reads its username branch as a few
+ranges that never meet such users (``split_username_query``), SQLite steps over them.
 """
 
 from __future__ import annotations
@@ -101,6 +103,33 @@ def list_query(
     return sql + " ORDER BY created_at, id LIMIT ?", [*params, limit]
 
 
+def _prefix_range(
+    col: str,
+    lo: str,
+    hi: str,
+    legacy_id: str,
+    filters: tuple[list[str], list[Any]],
+    after: SearchCursor | None,
+) -> tuple[list[str], list[Any]]:
+    """The conditions of one branch: ``col`` in ``[lo, hi)``, past the cursor, not the
+    legacy-id match (which the first branch lists), and the source/since filters."""
+    conds = [f"{col} >= ?", f"{col} < ?", "(legacy_id IS NULL OR legacy_id <> ?)", *filters[0]]
+    values: list[Any] = [lo, hi, legacy_id, *filters[1]]
+    if after is not None:
+        conds.append(f"({col} > ? OR id > ?)")
+        values += [after[0], after[1]]
+    return conds, values
+
+
+def _page_of(cols: Columns, inner: str, values: list[Any], limit: int) -> tuple[str, list[Any]]:
+    """Whole rows for the page ``inner`` selects (it selects ``cols.row`` or ``*``)."""
+    # The page's rows are chosen from the covering index alone (skipping what an earlier
+    # branch matched costs no row read); only the chosen ones are then read whole.
+    if cols.row is None:
+        return inner, [*values, limit]
+    return f"SELECT * FROM users WHERE {cols.row} IN ({inner})", [*values, limit]  # noqa: S608
+
+
 def search_queries(
     cols: Columns,
     prefix: str,
@@ -117,35 +146,74 @@ def search_queries(
     """
     hi = prefix_upper_bound(prefix)
     lo = max(prefix, after[0]) if after else prefix
-    where, params = _filters(source, since, cols.no_index)
+    filters = _filters(source, since, cols.no_index)
     legacy = (
-        " AND ".join(["SELECT * FROM users WHERE legacy_id = ?", *where]),
-        [legacy_id, *params],
+        " AND ".join(["SELECT * FROM users WHERE legacy_id = ?", *filters[0]]),
+        [legacy_id, *filters[1]],
     )
-    not_legacy = "(legacy_id IS NULL OR legacy_id <> ?)"
+    selected = cols.row or "*"
 
     def branch(col: str, extra: list[str], extra_params: list[Any]) -> tuple[str, list[Any]]:
-        conds = [f"{col} >= ?", f"{col} < ?", not_legacy, *extra, *where]
-        values: list[Any] = [lo, hi, legacy_id, *extra_params, *params]
-        if after is not None:
-            conds.append(f"({col} > ? OR id > ?)")
-            values += [after[0], after[1]]
-        # The page's rows are chosen from the covering index alone (skipping what an earlier
-        # branch matched costs no row read); only the chosen ones are then read whole.
+        conds, values = _prefix_range(col, lo, hi, legacy_id, filters, after)
         # Only the backend's constant column expressions and ? marks are formatted in.
-        where_sql = " AND ".join(conds)
-        page = f"WHERE {where_sql} ORDER BY {col} LIMIT ?"
-        if cols.row is None:
-            return "SELECT * FROM users " + page, [*values, limit]  # noqa: S608
-        inner = f"SELECT {cols.row} FROM users {page}"  # noqa: S608
-        return f"SELECT * FROM users WHERE {cols.row} IN ({inner})", [*values, limit]  # noqa: S608
+        where_sql = " AND ".join([*conds[:3], *extra, *conds[3:]])
+        inner = f"SELECT {selected} FROM users WHERE {where_sql} ORDER BY {col} LIMIT ?"  # noqa: S608
+        return _page_of(cols, inner, [*values[:3], *extra_params, *values[3:]], limit)
 
     email = branch(cols.email, [], [])
-    username = branch(
-        cols.username, [f"({cols.email} IS NULL OR {cols.email} < ? OR {cols.email} >= ?)"],
-        [prefix, hi],
-    )  # fmt: skip
+    username = branch(cols.username, [_email_outside(cols)], [prefix, hi])
     return legacy, email, username
+
+
+def _email_outside(cols: Columns) -> str:
+    """The email does not start with the prefix (two ? marks: the prefix, its upper bound)."""
+    return f"({cols.email} IS NULL OR {cols.email} < ? OR {cols.email} >= ?)"
+
+
+SPLIT_CAP = 32  # search_split's cap (postgresql/0007_names.sql)
+
+
+def split_username_query(
+    cols: Columns,
+    split: str,
+    prefix: str,
+    legacy_id: str,
+    *,
+    source: str | None,
+    since: float | None,
+    after: SearchCursor | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """PostgreSQL's username branch: the same rows as ``search_queries``' third, read without
+    skipping the users whose email matched too.
+
+    ``split`` is the indexed length of the shared prefix of email and username (capped at
+    ``SPLIT_CAP``): both start with ``prefix`` exactly when it is at least ``len(prefix)``, so
+    the branch reads one ordered range per smaller value and merges them.
+    """
+    hi = prefix_upper_bound(prefix)
+    lo = max(prefix, after[0]) if after else prefix
+    if cols.row is None:
+        raise ValueError("the username arms select a row column")
+    filters = _filters(source, since, cols.no_index)
+    arms: list[str] = []
+    values: list[Any] = []
+    # Keys from len(prefix) up are users whose email matched too: the email branch lists them.
+    for key in range(min(len(prefix), SPLIT_CAP + 1)):
+        conds, arm_values = _prefix_range(cols.username, lo, hi, legacy_id, filters, after)
+        if key == SPLIT_CAP:  # "SPLIT_CAP or more": the email must be tested
+            conds.append(_email_outside(cols))
+            arm_values += [prefix, hi]
+        # key is an int; only constant expressions and ? marks are formatted in.
+        where_sql = " AND ".join([f"{split} = {key:d}", *conds])
+        arms.append(
+            f"(SELECT {cols.row}, {cols.username} AS name FROM users"  # noqa: S608
+            f" WHERE {where_sql} ORDER BY {cols.username} LIMIT ?)"
+        )
+        values += [*arm_values, limit]
+    union = " UNION ALL ".join(arms)
+    inner = f"SELECT {cols.row} FROM ({union}) AS arms ORDER BY name LIMIT ?"  # noqa: S608
+    return _page_of(cols, inner, values, limit)
 
 
 def search_keys(

@@ -141,3 +141,29 @@ async def test_search_and_pagination_on_100k_users(store: Store, store_url: str)
     assert signups and all(u.source == "signup" and u.email for u in signups)
     legacy = await store.search_users(users[77_777].legacy_id)
     assert [u.id for _, u in legacy] == [users[77_777].id]
+
+
+async def test_search_lists_each_user_once_at_every_prefix_length(store: Store) -> None:
+    """Whatever length email and username share, a user is listed once: by email if it matches."""
+    long = "l" * 40
+    made = [
+        await _add(store, "sam@x.io", "sam"),  # the username is a prefix of the email
+        await _add(store, "samuel@x.io", "sammy"),  # they share "sam"
+        await _add(store, "sa@y.io", "sasha"),  # they share "sa"
+        await _add(store, None, "samantha"),  # no email at all
+        await _add(store, "tom@x.io", "sal"),  # they share nothing
+        await _add(store, f"{long}@x.io", f"{long}z"),  # they share more than 32 characters
+        await _add(store, f"{long}y@x.io", f"{long}@"),
+    ]
+    queries = [prefix for name in ("samuel@x.io", "sasha", f"{long}@x.io", f"{long}z")
+               for prefix in (name[:n] for n in range(1, len(name) + 1))]  # fmt: skip
+    for q in queries:
+        want = sorted(
+            (u.email if u.email and u.email.startswith(q) else u.username or "", u.id)
+            for u in made
+            if (u.email or "").startswith(q) or (u.username or "").startswith(q)
+        )
+        found = await store.search_users(q)
+        assert [(key, u.id) for key, u in found] == want, q
+        for per_page in (1, 2):
+            assert await _all_pages(store, q, per_page) == [key for key, _ in want], q

@@ -15,6 +15,8 @@ from store.validation import normalise_identifier
 _COLUMNS = listing.Columns(
     email='(lower(email) COLLATE "C")', username='(lower(username) COLLATE "C")', row="id"
 )
+# The leading expression of users_username_split (0007), spelled as that index spells it.
+_SPLIT = 'search_split(lower(email) COLLATE "C", lower(username) COLLATE "C")'
 
 
 class PostgresAdmin(PostgresConnection):
@@ -46,9 +48,15 @@ class PostgresAdmin(PostgresConnection):
         norm = normalise_identifier(prefix)
         if not norm or "\x00" in prefix:  # PostgreSQL text cannot hold NUL: nobody matches
             return []
-        branches = listing.search_queries(
-            _COLUMNS, norm, prefix.strip(), source=source, since=since, after=after, limit=limit
+        legacy_id = prefix.strip()
+        legacy, email, _ = listing.search_queries(
+            _COLUMNS, norm, legacy_id, source=source, since=since, after=after, limit=limit
         )
+        # Not the shared username branch: this one never steps over users listed by email.
+        username = listing.split_username_query(
+            _COLUMNS, _SPLIT, norm, legacy_id, source=source, since=since, after=after, limit=limit
+        )
+        branches = (legacy, email, username)
 
         async def op(conn: Any) -> list[list[User]]:
             return [
