@@ -22,6 +22,7 @@ from proxy.lookup import Lookup
 from proxy.mail import Mailer, create_transport
 from proxy.modes import ModeWatcher
 from proxy.readiness import LoginActivity, readiness_key
+from proxy.resets import LEASE_MARGIN, ResetQueue
 from proxy.routes import RouteTable, build_routes, passthrough
 from proxy.services import Services
 from proxy.sessions import Sessions
@@ -78,6 +79,14 @@ def create_mailer(config: Config, store: Store, counters: Counters) -> Mailer | 
     return Mailer(config.mail, store, create_transport(config.mail), renderers, counters)
 
 
+def create_reset_queue(config: Config, store: Store) -> ResetQueue | None:
+    """The queue of reset requests and its worker, when ``[reset]`` is configured."""
+    if config.reset is None or config.mail is None:
+        return None
+    lookup_timeout = config.lookup.timeout if config.lookup is not None else 0.0
+    return ResetQueue(store, lease=lookup_timeout + LEASE_MARGIN, poll=config.mail.poll)
+
+
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     handler = request.app[ROUTES].match(request.method, request.path)
@@ -127,6 +136,7 @@ async def _services(
         ),
         lookup=create_lookup(config, client, counters),
         mailer=(mailer := create_mailer(config, store, counters)),
+        resets=(resets := create_reset_queue(config, store)),
     )
     tasks = [asyncio.create_task(modes.run()), asyncio.create_task(counters.run())]
     tasks.append(asyncio.create_task(limits.run()))  # purges finished limit counters
@@ -136,10 +146,14 @@ async def _services(
     tasks.append(asyncio.create_task(KnownLoader(store, known, config.migration.mode_poll).run()))
     if mailer is not None:
         tasks.append(asyncio.create_task(mailer.run()))  # the outbox worker
+    if resets is not None and config.reset is not None:
+        svc, reset_config = app[SERVICES], config.reset
+        # The reset-request worker: tokens and mail for the requests queued (proxy/resets.py).
+        tasks.append(asyncio.create_task(resets.run(lambda r: reset.process(svc, reset_config, r))))
     try:
         yield
     finally:
-        await app[SERVICES].background.close()  # resets being issued, profile refreshes
+        await app[SERVICES].background.close()  # profile refreshes
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -28,8 +28,8 @@ from store.errors import StoreError
 
 LEASE = 120.0  # seconds a claimed mail is left to its worker before another may take it
 BATCH = 20
-PURGE_EVERY = 3600.0  # seconds between clean-ups of sent mail and spent reset tokens
-KEEP = 7 * 86400.0  # how long sent mail and expired tokens stay, for support questions
+PURGE_EVERY = 3600.0  # seconds between clean-ups of sent mail, spent tokens, done requests
+KEEP = 7 * 86400.0  # how long sent mail, expired tokens, done requests stay (support questions)
 
 # kind -> (subject, body) for one outbox row; each kind's flow provides its renderer.
 Renderer = Callable[[OutboxMail], tuple[str, str]]
@@ -125,6 +125,10 @@ class Mailer:
         mail_id = await self._store.enqueue_mail(mail, now=time.time())
         self._wake.set()
         return mail_id
+
+    def wake(self) -> None:
+        """Make the worker look for due mail now (a row was queued by another way)."""
+        self._wake.set()
 
     async def run(self) -> None:
         """Send due mail until cancelled: at once when woken, else every ``mail.poll``."""

@@ -14,6 +14,7 @@ from proxy.lookup import Lookup
 from proxy.mail import Mailer
 from proxy.modes import ModeWatcher
 from proxy.readiness import LoginActivity
+from proxy.resets import ResetQueue
 from proxy.sessions import Sessions, identity_headers
 from proxy.stats import Counters
 from store.base import Store, User
@@ -40,6 +41,8 @@ class Services:
     # Reset, sign-up, look-up (reset/sign-up issue): None when the section is not configured.
     lookup: Lookup | None = None
     mailer: Mailer | None = None
+    # Reset requests, queued before they are answered (hardening issue); None without [reset].
+    resets: ResetQueue | None = None
     background: Background = field(default_factory=Background)
 
     @property

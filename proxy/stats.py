@@ -28,13 +28,16 @@ class Counters:
     async def flush(self) -> None:
         """Write what was counted since the last flush to the store."""
         pending, self._pending = self._pending, Counter()
-        for name, n in pending.items():
+        names = list(pending)
+        for done, name in enumerate(names):
             try:
-                await self._store.incr(name, n)
+                await self._store.incr(name, pending[name])
             except StoreError as exc:
-                # Keep the count for the next flush rather than lose it.
-                self._pending[name] += n
+                # Keep the counts for the next flush rather than lose them, and stop: against a
+                # locked store each further try would wait out the busy timeout too.
+                self._pending.update({rest: pending[rest] for rest in names[done:]})
                 log.event("counters.flush_failed", error=type(exc).__name__)
+                return
 
     async def run(self) -> None:
         """Flush every ``interval`` seconds until cancelled, then once more."""

@@ -111,6 +111,17 @@ class OutboxMail:
     last_error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class ResetRequest:
+    """A queued reset request, as a worker claimed it (hardening issue)."""
+
+    id: str
+    email: str
+    created_at: float
+    claimed_until: float | None
+    done_at: float | None
+
+
 # --- end reset tokens, outbox, identity changes ---
 
 
@@ -195,8 +206,34 @@ class Store(Protocol):
         """Return how many mails are not sent yet."""
 
     async def purge_reset_data(self, *, before: float) -> int:
-        """Delete tokens that expired and mails that were sent before ``before``; return how
-        many rows went."""
+        """Delete tokens that expired, mails that were sent and reset requests that were done
+        before ``before``; return how many rows went."""
+
+    async def queue_reset_request(self, email: str, *, now: float) -> str:
+        """Durably queue a reset request for ``email`` (known or not); return its id."""
+
+    async def claim_reset_requests(
+        self, *, now: float, lease: float, limit: int
+    ) -> list[ResetRequest]:
+        """Lease up to ``limit`` queued requests that are not done, oldest first, for ``lease``
+        seconds; another caller (another replica) gets none of them until the lease ends."""
+
+    async def finish_reset_request(
+        self,
+        request_id: str,
+        *,
+        now: float,
+        token: NewResetToken | None = None,
+        mail: NewMail | None = None,
+    ) -> bool:
+        """Store ``token``, queue ``mail`` under the request's id and mark the request done
+        (forgetting its email); return False, writing nothing, when it was done already.
+
+        Finishing one request twice (a worker that lost its lease) queues at most one mail.
+        """
+
+    async def count_pending_reset_requests(self) -> int:
+        """Return how many queued reset requests are not done yet."""
 
     async def update_identity(
         self,

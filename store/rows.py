@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from store.base import OutboxMail, ResetToken, User
+from store.base import OutboxMail, ResetRequest, ResetToken, User
 
 
 class Row(Protocol):
@@ -69,4 +69,15 @@ def outbox_mail(row: Row) -> OutboxMail:
         next_attempt_at=float(row["next_attempt_at"]),
         sent_at=_time(row["sent_at"]),
         last_error=row["last_error"],
+    )
+
+
+def reset_request(row: Row) -> ResetRequest:
+    """Return the request a ``reset_requests`` row holds."""
+    return ResetRequest(
+        id=row["id"],
+        email=row["email"],
+        created_at=float(row["created_at"]),
+        claimed_until=_time(row["claimed_until"]),
+        done_at=_time(row["done_at"]),
     )

@@ -114,9 +114,17 @@ def token_of(message: EmailMessage) -> str:
     return match.group(1)
 
 
-async def settle(proxy: Proxy) -> None:
-    """Wait for the background work requests started (reset issuing, profile refreshes)."""
+async def settle(proxy: Proxy, seconds: float = 10.0) -> None:
+    """Wait for the work requests left behind: queued reset requests, profile refreshes."""
     await proxy.svc.background.drain()
+    resets = proxy.svc.resets
+    if resets is None:
+        return
+    for _ in range(int(seconds / 0.01)):
+        if await resets.idle():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("reset requests are still queued")
 
 
 async def post_form(

@@ -1,5 +1,6 @@
 """Faults: the legacy app slow, failing or gone mid-login, and authshim itself killed with
-SIGKILL during captures: no half-written user, no duplicate, every acknowledged capture kept."""
+SIGKILL during captures and reset requests: no half-written user, no duplicate, every
+acknowledged capture kept, every acknowledged reset mailed once."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.accounts import read_mail
 from tests.fixtures.legacy import FakeLegacy
 from tests.fixtures.proxy import SECRET, Proxy, StartProxy
 
@@ -90,7 +92,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(path: Path, upstream: str, db: Path, port: int) -> None:
+def write_config(path: Path, upstream: str, db: Path, port: int, extra: str = "") -> None:
     path.write_text(
         f"""
 [server]
@@ -117,7 +119,9 @@ memory_cost = 1024
 workers = 2
 [limits]
 login_ip = 100000
+reset_ip = 100000
 """
+        + extra
     )
 
 
@@ -207,3 +211,76 @@ async def test_sigkill_during_captures_loses_no_acknowledged_user(
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def reset_sections(upstream: str, outbox: Path) -> str:
+    """[reset] (JSON, on /api/reset), [mail] to a folder and [lookup] on the fake legacy app."""
+    return f"""
+[reset]
+request_path = "/api/reset"
+format = "json"
+email = "email"
+link = "http://127.0.0.1/.authshim/reset?token={{token}}"
+[mail]
+transport = "file"
+folder = "{outbox}"
+from = "noreply@example.com"
+poll = "100ms"
+[lookup]
+by_email = "{upstream}/internal/users?email={{email}}"
+timeout = "1s"
+"""
+
+
+@pytest.mark.slow
+async def test_sigkill_after_reset_answers_loses_no_reset_and_mails_each_once(
+    tmp_path: Path, legacy: FakeLegacy, legacy_server: TestServer
+) -> None:
+    """A burst of reset requests is answered, then authshim is killed -9 before the mail went
+    out; after a restart each acknowledged request of a known user has exactly one mail, and
+    unknown emails none."""
+    for i in range(30):
+        legacy.add_user(100 + i, f"user{i}", f"user{i}@example.com", f"password-{i}")
+    legacy.lookup_delay = 0.3  # the worker is still busy when the answers are all in
+    upstream = str(legacy_server.make_url("")).rstrip("/")
+    port, db, config = free_port(), tmp_path / "authshim.db", tmp_path / "authshim.toml"
+    outbox = tmp_path / "outbox"
+    write_config(config, upstream, db, port, reset_sections(upstream, outbox))
+    process = await start_authshim(config, port)
+    addresses = [f"{who}{i}@example.com" for i in range(30) for who in ("user", "nobody")]
+
+    async def request(client: aiohttp.ClientSession, address: str) -> str | None:
+        async with client.post(
+            f"http://127.0.0.1:{port}/api/reset", json={"email": address}
+        ) as response:
+            await response.read()
+            return address if response.status == 200 else None
+
+    try:
+        async with aiohttp.ClientSession() as client:
+            answered = await asyncio.gather(*(request(client, a) for a in addresses))
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    acknowledged = {a for a in answered if a is not None}
+    known = {a for a in acknowledged if a.startswith("user")}
+    assert len(acknowledged) == 60
+    assert len(read_mail(outbox)) < len(known)  # the kill really landed before the mail
+
+    process = await start_authshim(config, port)
+    try:
+        # A request the killed process had claimed waits for its lease (lookup.timeout + 10s).
+        for _ in range(200):
+            if len(read_mail(outbox)) >= len(known):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # more worker rounds: nothing is mailed twice
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    recipients = [m["To"] for m in read_mail(outbox)]
+    assert sorted(recipients) == sorted(known)  # each known address once, no unknown one
+    with sqlite3.connect(db) as conn:
+        pending = conn.execute("SELECT count(*) FROM reset_requests WHERE done_at IS NULL")
+        assert pending.fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (len(known),)

@@ -1,11 +1,13 @@
 """A password-reset request's story: a token is made and mailed, and the answer is the same
 for everyone.
 
-The answer goes out before any work that depends on who asked: whether the email belongs to a
-stored user, a legacy user (found by the look-up) or nobody, the client gets the configured
-answer in the same time, and the work (token, outbox row) runs in the background. Only without
-a look-up, in mode ``migrate``, is an email the store does not know forwarded to the legacy
-app, which then handles its own reset.
+Every well-formed request is written to the store's queue of reset requests before it is
+answered (so that a process killed right after the answer loses no reset), and the client then
+gets the configured answer, in the same time, whether the email belongs to a stored user, a
+legacy user (found by the look-up) or nobody. The work that depends on who asked (the token,
+the outbox row) runs in the queue's worker (``process``, ``proxy/resets.py``). Only without a
+look-up, in mode ``migrate``, is an email the store does not know forwarded to the legacy app,
+which then handles its own reset.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from proxy.limits import client_ip, throttled_answer
 from proxy.mail import Renderer
 from proxy.services import Services
 from proxy.tokens import derive_token, hash_token, new_seed, token_key
-from store.base import NewMail, NewResetToken, OutboxMail
+from store.base import NewMail, NewResetToken, OutboxMail, ResetRequest
 from store.errors import RejectedCapture, StoreError, StoreUnavailable
 from store.validation import normalise_identifier, validate_capture
 
 MAIL_KIND = "reset"
+# What a queued request comes to: an outcome, and the token and mail to store (or None).
+Issued = tuple[str, NewResetToken | None, NewMail | None]
 
 
 async def handle(request: web.Request, svc: Services, cfg: ResetConfig) -> web.StreamResponse:
@@ -75,10 +79,15 @@ async def _request(
             known = False  # fail safe: the legacy app can still handle its own reset
         if not known:
             return "forwarded", await forward_raw(request, svc, raw)
-    # SECURITY: answer first, work after, so that the answer says nothing and takes the same
-    # time whether or not anyone has this email.
-    if not svc.background.spawn(issue(svc, cfg, email), name="reset.issue"):
-        return "overloaded", problem(503, "too many resets at once; retry", headers=RETRY_AFTER)
+    # SECURITY: queue, answer, work after: one row for every request, so that the answer says
+    # nothing and takes the same time whether or not anyone has this email.
+    assert svc.resets is not None  # create_app makes the queue with [reset]
+    try:
+        await svc.resets.queue(email)
+    except StoreError as exc:
+        # Not taken, and said so, alike for every email: the client may ask again.
+        log.event("reset.queue_failed", error=type(exc).__name__)
+        return "store_error", problem(503, "the user store is unavailable", headers=RETRY_AFTER)
     return "accepted", render(cfg.answer)
 
 
@@ -86,41 +95,51 @@ def _looks_up(svc: Services) -> bool:
     return svc.lookup is not None and svc.lookup.by_email_enabled
 
 
-async def issue(svc: Services, cfg: ResetConfig, email: str) -> None:
-    """Make a token for ``email`` and queue its mail, if anyone is to get one; log the outcome."""
+async def process(svc: Services, cfg: ResetConfig, request: ResetRequest) -> None:
+    """Work off one queued request: store a token and queue its mail if anyone is to get one,
+    and mark the request done; log the outcome. On a store error it stays queued."""
     started = time.perf_counter()
     try:
-        outcome = await _issue(svc, cfg, email)
+        outcome, token, mail = await _issue(svc, cfg, request.email)
+        finished = await svc.store.finish_reset_request(
+            request.id, now=time.time(), token=token, mail=mail
+        )
     except StoreError as exc:
-        outcome = "store_error"
+        outcome = "store_error"  # tried again when the lease ends
         log.event("reset.issue_failed", error=type(exc).__name__)
+    else:
+        if not finished:
+            outcome = "already_done"  # another worker finished it after this one's lease ran out
+        elif mail is not None and svc.mailer is not None:
+            svc.mailer.wake()
     svc.counters.add(f"reset.issue.{outcome}")
     log.event("reset.issue", outcome=outcome, ms=elapsed_ms(started))
 
 
-async def _issue(svc: Services, cfg: ResetConfig, email: str) -> str:
-    assert svc.mailer is not None  # the config requires [mail] with [reset]
+async def _issue(svc: Services, cfg: ResetConfig, email: str) -> Issued:
+    """The outcome, and the token and mail to store for ``email`` (None when no one gets any)."""
     expires_at = time.time() + cfg.expires
     seed = new_seed()
     token_hash = hash_token(derive_token(token_key(svc.config.session.secret.value), seed))
     user = await svc.store.find_user(email)
     if user is not None:
         if user.blocked or not user.email:
-            return "blocked" if user.blocked else "no_email"
+            return ("blocked" if user.blocked else "no_email"), None, None
         token = NewResetToken(
             token_hash, user.email, expires_at, user_id=user.id, epoch=user.session_epoch
         )
     elif svc.cutover or svc.lookup is None or not svc.lookup.by_email_enabled:
-        return "unknown"
+        return "unknown", None, None
     else:
         # A form that also takes a username (WordPress's): one without "@" is looked up as such.
         by_name = "@" not in email and svc.lookup.by_username_enabled
         try:
             found = await (svc.lookup.by_username(email) if by_name else svc.lookup.by_email(email))
         except LookupFailed:
-            return "lookup_error"  # reported by the look-up; never taken for "not found"
+            # Reported by the look-up; never taken for "not found".
+            return "lookup_error", None, None
         if found is None:
-            return "unknown"
+            return "unknown", None, None
         try:
             # The mail goes to this address: it must pass the import rules whatever
             # migration.validate says.
@@ -128,15 +147,14 @@ async def _issue(svc: Services, cfg: ResetConfig, email: str) -> str:
                 found.fields, requires_username=svc.config.migration.requires_username
             )
         except RejectedCapture as exc:
-            return f"rejected.{exc.reason}"
+            return f"rejected.{exc.reason}", None, None
         token = NewResetToken(
             token_hash, fields.email or email, expires_at,
             legacy_id=fields.legacy_id, profile=found.profile,
         )  # fmt: skip
-    await svc.store.insert_reset_token(token)
     # Only the seed is queued: the token itself is rebuilt from it when the mail is sent.
-    await svc.mailer.enqueue(NewMail(MAIL_KIND, token.email, {"seed": seed}))
-    return "mailed" if user is not None else "mailed_legacy"
+    mail = NewMail(MAIL_KIND, token.email, {"seed": seed})
+    return ("mailed" if user is not None else "mailed_legacy"), token, mail
 
 
 def mail_renderer(config: Config) -> tuple[str, Renderer]:

@@ -15,6 +15,7 @@ from store.postgres.admin import PostgresAdmin
 from store.postgres.limits import PostgresLimits
 from store.postgres.replicas import PostgresReplicas
 from store.postgres.reset import PostgresReset
+from store.postgres.reset_queue import PostgresResetQueue
 from store.postgres.settings import PostgresSettings
 from store.postgres.users import PostgresUsers
 
@@ -25,7 +26,13 @@ __all__ = ["PostgresStore"]
 
 
 class PostgresStore(
-    PostgresUsers, PostgresReset, PostgresSettings, PostgresLimits, PostgresAdmin, PostgresReplicas
+    PostgresUsers,
+    PostgresReset,
+    PostgresResetQueue,
+    PostgresSettings,
+    PostgresLimits,
+    PostgresAdmin,
+    PostgresReplicas,
 ):
     """A Store on PostgreSQL, safe to share between several replicas."""
 

@@ -110,11 +110,13 @@ class PostgresReset(PostgresConnection):
         return int(await self._run(lambda c: c.fetchval(sql)))
 
     async def purge_reset_data(self, *, before: float) -> int:
-        """Delete tokens that expired and mails that were sent before ``before``."""
+        """Delete expired tokens, sent mails and done reset requests older than ``before``."""
 
         async def op(conn: Any) -> int:
             tokens = await conn.execute("DELETE FROM reset_tokens WHERE expires_at < $1", before)
             mails = await conn.execute("DELETE FROM outbox WHERE sent_at < $1", before)
-            return int(tokens.split()[-1]) + int(mails.split()[-1])  # status "DELETE n"
+            requests = await conn.execute("DELETE FROM reset_requests WHERE done_at < $1", before)
+            # status "DELETE n"
+            return sum(int(status.split()[-1]) for status in (tokens, mails, requests))
 
         return await self._run(op)

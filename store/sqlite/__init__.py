@@ -18,6 +18,7 @@ from store.sqlite.admin import SQLiteAdmin
 from store.sqlite.limits import SQLiteLimits
 from store.sqlite.replicas import SQLiteReplicas
 from store.sqlite.reset import SQLiteReset
+from store.sqlite.reset_queue import SQLiteResetQueue
 from store.sqlite.settings import SQLiteSettings
 from store.sqlite.users import SQLiteUsers
 
@@ -28,7 +29,13 @@ __all__ = ["SQLiteStore"]
 
 
 class SQLiteStore(
-    SQLiteUsers, SQLiteReset, SQLiteSettings, SQLiteLimits, SQLiteAdmin, SQLiteReplicas
+    SQLiteUsers,
+    SQLiteReset,
+    SQLiteResetQueue,
+    SQLiteSettings,
+    SQLiteLimits,
+    SQLiteAdmin,
+    SQLiteReplicas,
 ):
     """The Store on a SQLite file, for a single host (several processes may share it)."""
 

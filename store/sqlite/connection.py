@@ -10,7 +10,7 @@ import itertools
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from store.schema import Migration
 
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's lock before failing
 MIGRATION_BUSY_TIMEOUT = 60.0  # at start, behind other processes' migrations
+TUNABLE_PRAGMAS = frozenset({"max_page_count", "query_only", "busy_timeout"})
 
 # "UNIQUE constraint failed: users.email" (several columns are listed for a composite key)
 _UNIQUE_FAILED = re.compile(r"UNIQUE constraint failed: users\.(\w+)")
@@ -34,10 +35,18 @@ Row = sqlite3.Row
 class SQLiteConnection:
     """The one connection every part of ``SQLiteStore`` runs its statements on."""
 
-    def __init__(self, path: str | Path, *, migrations: Sequence[Migration] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        migrations: Sequence[Migration] | None = None,
+        busy_timeout: float = BUSY_TIMEOUT,
+    ) -> None:
         self.path = str(path)
         # Injectable so tests can exercise future and failing migrations; packaged by default.
         self._migrations = migrations
+        # Seconds a write waits for another process's lock; lowered by the fault tests.
+        self._busy_timeout = busy_timeout
         self._conn: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
@@ -49,7 +58,9 @@ class SQLiteConnection:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: autocommit, so that sqlite3 never opens a transaction
             # behind our back and each write statement commits on its own.
-            conn = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            conn = await aiosqlite.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
         # Rows by column name: "SELECT *" stays right when a migration adds a column.
@@ -77,11 +88,11 @@ class SQLiteConnection:
                     # or a session revocation that was already reported done.
                     await _run(conn, "PRAGMA synchronous = FULL")
                     await _run(conn, "PRAGMA foreign_keys = ON")
-                    await _run(conn, f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
                     migrations = self._migrations
                     if migrations is None:
                         migrations = schema.load_migrations(schema.migrations_folder("sqlite"))
                     await _migrate(conn, migrations)
+                    await _run(conn, f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
                 return
             except StoreUnavailable as exc:
                 if "database is locked" not in str(exc) or time.monotonic() > deadline:
@@ -97,11 +108,19 @@ class SQLiteConnection:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"closing SQLite store failed: {exc}") from exc
 
-    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
+    async def _fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Row]:
         """Run one statement (its own transaction) and return every row it yields."""
         conn = self._connection()
         async with self._translate():
             return await _run(conn, sql, params)
+
+    async def set_pragma(self, name: str, value: int) -> None:
+        """Set one of ``TUNABLE_PRAGMAS`` on the store's connection: a size quota in pages
+        (``max_page_count``), a read-only store (``query_only``), or how long a write waits
+        for a lock (``busy_timeout``, milliseconds). For operations and the fault tests."""
+        if name not in TUNABLE_PRAGMAS:
+            raise ValueError(f"not a tunable pragma: {name!r}")
+        await self._fetch(f"PRAGMA {name} = {int(value)}", ())
 
     def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:
@@ -148,7 +167,6 @@ async def _migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration]) 
                 (migration.version, migration.name, time.time()),
             )
         await _run(conn, "COMMIT")
-        await _run(conn, f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
     except BaseException:
         # SQLite DDL is transactional: a failed migration leaves the schema as it was.
         if conn.in_transaction:
@@ -156,6 +174,8 @@ async def _migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration]) 
         raise
 
 
-async def _run(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+async def _run(
+    conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+) -> list[Row]:
     """Run one statement to completion, so that no open cursor holds a lock afterwards."""
     return list(await conn.execute_fetchall(sql, params))

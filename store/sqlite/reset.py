@@ -66,6 +66,15 @@ class SQLiteReset(SQLiteConnection):
 
     async def claim_mail(self, *, now: float, lease: float, limit: int) -> list[OutboxMail]:
         """Lease up to ``limit`` due, unsent mails; one statement, so each goes to one caller."""
+        # A read first: an idle worker's poll then never waits for (or takes) the write lock,
+        # which would hold up every other statement on this one connection while it is locked.
+        due = await self._fetch(
+            "SELECT 1 FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?1"
+            " AND (lease_until IS NULL OR lease_until <= ?1) LIMIT 1",
+            (now,),
+        )
+        if not due:
+            return []
         found = await self._fetch(
             "UPDATE outbox SET lease_until = ?1 WHERE id IN ("
             "  SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?2"
@@ -98,9 +107,12 @@ class SQLiteReset(SQLiteConnection):
         return int(found[0][0])
 
     async def purge_reset_data(self, *, before: float) -> int:
-        """Delete tokens that expired and mails that were sent before ``before``."""
+        """Delete expired tokens, sent mails and done reset requests older than ``before``."""
         tokens = await self._fetch(
             "DELETE FROM reset_tokens WHERE expires_at < ? RETURNING 1", (before,)
         )
         mails = await self._fetch("DELETE FROM outbox WHERE sent_at < ? RETURNING 1", (before,))
-        return len(tokens) + len(mails)
+        requests = await self._fetch(
+            "DELETE FROM reset_requests WHERE done_at < ? RETURNING 1", (before,)
+        )
+        return len(tokens) + len(mails) + len(requests)
