@@ -50,10 +50,16 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
     """Read the whole request body, refusing one longer than ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"the body is larger than {limit} bytes")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise BodyTooLarge(f"the body is larger than {limit} bytes")
-    return raw
+    # read(n) returns what has arrived, up to n bytes: a body split over several TCP segments
+    # takes several reads, and only an empty read means the body has ended.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body is larger than {limit} bytes")
+    return b"".join(chunks)
 
 
 def parse_fields(raw: bytes, fmt: str, content_type: str) -> dict[str, Any]:

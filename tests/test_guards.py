@@ -63,3 +63,26 @@ async def test_json_logins_are_not_origin_checked(proxy: Proxy) -> None:
         headers={"Origin": "https://app.example"},
     ) as response:
         assert response.status == 200
+
+
+async def test_a_trickled_login_body_gets_408_and_is_never_forwarded(
+    start_proxy: StartProxy, legacy: FakeLegacy
+) -> None:
+    """A login whose body does not arrive within server.body_timeout gets 408, unforwarded."""
+    import asyncio
+
+    proxy = await start_proxy(lambda raw: raw["server"].update(body_timeout="300ms"))
+    assert proxy.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+    try:
+        head = (
+            "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        )
+        writer.write(head.encode() + b'{"email": "bob@')
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+    finally:
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 408")
+    assert legacy.logins() == []

@@ -327,3 +327,26 @@ async def test_past_the_argon2_queue_logins_get_503_and_pages_still_flow(
     assert statuses.count(503) >= 4 and statuses.count(200) >= 1
     assert all(retry == "1" for status, retry in results if status == 503)
     assert pending_when_the_page_came > 0  # the page did not wait for the hashing to finish
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole(proxy: Proxy, legacy: FakeLegacy) -> None:
+    """A login body split over several TCP segments is read to its end, then judged."""
+    assert proxy.server.port is not None
+    body = json.dumps({"email": "bob@example.com", "password": "builder-22"}).encode()
+    head = (
+        "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+    try:
+        writer.write(head.encode() + body[:10])
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(body[10:])
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert legacy.logins()[0].body == body  # forwarded whole, not the first piece
+    assert await proxy.svc.store.find_user("bob") is not None

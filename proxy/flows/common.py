@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from typing import Any
@@ -9,11 +10,46 @@ from typing import Any
 from aiohttp import web
 
 from proxy.answers import problem
+from proxy.bodies import BodyTooLarge, read_body
+from proxy.guards import same_site
 from proxy.services import Services
 from store.base import User
 from store.errors import StoreError
 
 RETRY_AFTER = {"Retry-After": "1"}
+
+
+class Refusal(Exception):
+    """An intercepted request refused before its story starts: the outcome and the answer."""
+
+    def __init__(self, outcome: str, response: web.Response) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+        self.response = response
+
+
+async def read_intercepted(
+    request: web.Request, svc: Services, fmt: str, *, forms_same_site: bool = True
+) -> bytes:
+    """The body of an intercepted POST, within ``server.max_body`` and ``server.body_timeout``.
+
+    Raises:
+        Refusal: a form posted from another site (403), a body too large (413) or too slow (408).
+    """
+    server = svc.config.server
+    if forms_same_site and fmt == "form" and not same_site(request, server.public_url):
+        # SECURITY: another site must not post this form with the browser's cookies (CSRF).
+        raise Refusal(
+            "forbidden_origin", problem(403, "this form may only be posted from the site")
+        )
+    try:
+        # SECURITY: a client trickling its body must not hold a handler (and its memory) forever.
+        async with asyncio.timeout(server.body_timeout):
+            return await read_body(request, server.max_body)
+    except BodyTooLarge as exc:
+        raise Refusal("too_large", problem(413, str(exc))) from None
+    except TimeoutError:
+        raise Refusal("body_timeout", problem(408, "the body did not arrive in time")) from None
 
 
 def elapsed_ms(started: float) -> float:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from proxy import log
 from proxy.answers import problem, render
-from proxy.bodies import BodyTooLarge, Submitted, parse_fields, read_body
+from proxy.bodies import Submitted, parse_fields
 from proxy.config import LoginRoute
 from proxy.errors import (
     AmbiguousBody,
@@ -22,10 +22,10 @@ from proxy.errors import (
     UpstreamError,
 )
 from proxy.flows.capture import Result, capture_user, forward_and_capture
-from proxy.flows.common import RETRY_AFTER, forward_raw, session_user
+from proxy.flows.common import RETRY_AFTER, Refusal, forward_raw, read_intercepted, session_user
 from proxy.flows.identity import schedule_refresh
 from proxy.forward import UpstreamAnswer, upstream_failure
-from proxy.guards import same_site, unambiguous
+from proxy.guards import unambiguous
 from proxy.legacy import fetch_profile, judge
 from proxy.limits import client_ip, throttled_answer
 from proxy.services import Services
@@ -69,17 +69,11 @@ async def _login(
     request: web.Request, svc: Services, route: LoginRoute
 ) -> tuple[str, web.StreamResponse, str | None]:
     server = svc.config.server
-    if route.format == "form" and not same_site(request, server.public_url):
-        # SECURITY: login CSRF: another site must not log a browser into the attacker's account.
-        return "forbidden_origin", problem(403, "this form may only be posted from the site"), None
     try:
-        # SECURITY: a client trickling its body must not hold a handler (and its memory) forever.
-        async with asyncio.timeout(server.body_timeout):
-            raw = await read_body(request, server.max_body)
-    except BodyTooLarge as exc:
-        return "too_large", problem(413, str(exc)), None
-    except TimeoutError:
-        return "body_timeout", problem(408, "the body did not arrive in time"), None
+        # SECURITY: a form login from another site is login CSRF (the attacker's account).
+        raw = await read_intercepted(request, svc, route.format)
+    except Refusal as refused:
+        return refused.outcome, refused.response, None
     ip = client_ip(request, server.trusted_proxies)
     try:
         submitted = Submitted(raw, parse_fields(raw, route.format, request.content_type))

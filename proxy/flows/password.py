@@ -14,11 +14,17 @@ from aiohttp import web
 
 from proxy import log
 from proxy.answers import problem, render
-from proxy.bodies import BodyTooLarge, Submitted, parse_fields, read_body
+from proxy.bodies import Submitted, parse_fields
 from proxy.config import PasswordChangeConfig
 from proxy.errors import BadRequestBody, WeakPassword
-from proxy.flows.common import elapsed_ms, forward_raw, session_user, unavailable
-from proxy.guards import same_site
+from proxy.flows.common import (
+    Refusal,
+    elapsed_ms,
+    forward_raw,
+    read_intercepted,
+    session_user,
+    unavailable,
+)
 from proxy.policy import check_password
 from proxy.services import Services
 from proxy.sessions import set_cookie
@@ -42,13 +48,10 @@ async def handle(
 
 
 async def _change(request: web.Request, svc: Services, cfg: PasswordChangeConfig) -> Result:
-    if cfg.format == "form" and not same_site(request, svc.config.server.public_url):
-        # SECURITY: another site must not post this form with the browser's cookies.
-        return "forbidden_origin", problem(403, "this form may only be posted from the site"), None
     try:
-        raw = await read_body(request, svc.config.server.max_body)
-    except BodyTooLarge as exc:
-        return "too_large", problem(413, str(exc)), None
+        raw = await read_intercepted(request, svc, cfg.format)
+    except Refusal as refused:
+        return refused.outcome, refused.response, None
     user = await session_user(request, svc)
     if user is None:
         if svc.cutover:

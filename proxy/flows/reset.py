@@ -18,10 +18,10 @@ from aiohttp import web
 
 from proxy import log
 from proxy.answers import problem, render
-from proxy.bodies import BodyTooLarge, Submitted, parse_fields, read_body
+from proxy.bodies import Submitted, parse_fields
 from proxy.config import Config, ResetConfig
 from proxy.errors import BadRequestBody, LookupFailed, Throttled
-from proxy.flows.common import RETRY_AFTER, elapsed_ms, forward_raw
+from proxy.flows.common import RETRY_AFTER, Refusal, elapsed_ms, forward_raw, read_intercepted
 from proxy.limits import client_ip, throttled_answer
 from proxy.mail import Renderer
 from proxy.services import Services
@@ -51,9 +51,10 @@ async def _request(
     request: web.Request, svc: Services, cfg: ResetConfig
 ) -> tuple[str, web.StreamResponse]:
     try:
-        raw = await read_body(request, svc.config.server.max_body)
-    except BodyTooLarge as exc:
-        return "too_large", problem(413, str(exc))
+        # A reset request only mails the address's owner: no same-site check for forms.
+        raw = await read_intercepted(request, svc, cfg.format, forms_same_site=False)
+    except Refusal as refused:
+        return refused.outcome, refused.response
     try:
         submitted = Submitted(raw, parse_fields(raw, cfg.format, request.content_type))
         email = normalise_identifier(submitted.text(cfg.email))

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from proxy import log
 from proxy.answers import problem, render
-from proxy.bodies import BodyTooLarge, Submitted, parse_fields, read_body
+from proxy.bodies import Submitted, parse_fields
 from proxy.config import SignupConfig
 from proxy.errors import (
     BadRequestBody,
@@ -25,9 +25,15 @@ from proxy.errors import (
     WeakPassword,
 )
 from proxy.flows.capture import Result, capture_user, forward_and_capture
-from proxy.flows.common import elapsed_ms, forward_raw, put_pointer, unavailable
+from proxy.flows.common import (
+    Refusal,
+    elapsed_ms,
+    forward_raw,
+    put_pointer,
+    read_intercepted,
+    unavailable,
+)
 from proxy.forward import UpstreamAnswer
-from proxy.guards import same_site
 from proxy.legacy import fetch_profile
 from proxy.limits import client_ip, throttled_answer
 from proxy.policy import check_password
@@ -54,13 +60,10 @@ async def handle(request: web.Request, svc: Services, cfg: SignupConfig) -> web.
 
 
 async def _signup(request: web.Request, svc: Services, cfg: SignupConfig) -> Result:
-    if cfg.format == "form" and not same_site(request, svc.config.server.public_url):
-        # SECURITY: another site must not post this form with the browser's cookies.
-        return "forbidden_origin", problem(403, "this form may only be posted from the site"), None
     try:
-        raw = await read_body(request, svc.config.server.max_body)
-    except BodyTooLarge as exc:
-        return "too_large", problem(413, str(exc)), None
+        raw = await read_intercepted(request, svc, cfg.format)
+    except Refusal as refused:
+        return refused.outcome, refused.response, None
     if cfg.handler == "upstream" and not svc.cutover:
         return await _upstream(request, svc, cfg, raw)
     try:
