@@ -10,8 +10,8 @@ from aiohttp import web
 
 from proxy.config import Config
 from proxy.flows import health, login, logout, password, reset, reset_confirm, session, signup
+from proxy.flows.common import session_user
 from proxy.services import Services
-from store.errors import StoreError
 
 Handler = Callable[[web.Request, Services], Awaitable[web.StreamResponse]]
 SESSION_PATH = "/.authshim/session"
@@ -88,8 +88,6 @@ def _add_account_routes(table: RouteTable, config: Config) -> None:
 
 async def passthrough(request: web.Request, svc: Services) -> web.StreamResponse:
     """Forward a request that is not intercepted, with the session user's identity."""
-    try:
-        user = await svc.session_user(dict(request.cookies))
-    except StoreError:
-        user = None  # the request still goes through, without an identity
+    # A store failure sends the request on without an identity.
+    user = await session_user(request, svc)
     return await svc.forwarder.forward(request, identity=svc.identity(user))

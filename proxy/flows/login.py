@@ -22,7 +22,13 @@ from proxy.errors import (
     UpstreamError,
 )
 from proxy.flows.capture import Result, capture_user, forward_and_capture
-from proxy.flows.common import RETRY_AFTER, Refusal, forward_raw, read_intercepted, session_user
+from proxy.flows.common import (
+    Refusal,
+    forward_raw,
+    read_intercepted,
+    session_user,
+    unavailable,
+)
 from proxy.flows.identity import schedule_refresh
 from proxy.forward import UpstreamAnswer, upstream_failure
 from proxy.guards import unambiguous
@@ -95,7 +101,7 @@ async def _login(
         )
     if svc.passwords.saturated:
         # Shed before any store or limit work: under overload a 503 must cost next to nothing.
-        return "overloaded", problem(503, OVERLOADED, headers=RETRY_AFTER), None
+        return "overloaded", unavailable(OVERLOADED), None
     return await _limited(
         svc, identifier, ip, lambda: _judge(request, svc, route, submitted, identifier, password)
     )
@@ -146,7 +152,7 @@ async def _judge(
         if svc.cutover or svc.known.may_have_migrated(identifier):
             return (
                 "store_error",
-                problem(503, "the user store is unavailable", headers=RETRY_AFTER),
+                unavailable("the user store is unavailable"),
                 None,
             )
         # Fail safe: the legacy app can still answer; nothing is captured meanwhile.
@@ -163,7 +169,7 @@ async def _judge(
     except Overloaded:
         return (
             "overloaded",
-            problem(503, OVERLOADED, headers=RETRY_AFTER),
+            unavailable(OVERLOADED),
             None,
         )
 

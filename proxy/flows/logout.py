@@ -5,17 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy import log
+from proxy.flows.common import session_user
 from proxy.services import Services
 from proxy.sessions import clear_cookie
-from store.errors import StoreError
 
 
 async def handle(request: web.Request, svc: Services) -> web.StreamResponse:
     """Forward to the legacy logout with the identity, and clear authshim's session cookie."""
-    try:
-        user = await svc.session_user(dict(request.cookies))
-    except StoreError:
-        user = None
+    user = await session_user(request, svc)
     response = await svc.forwarder.forward(
         request, identity=svc.identity(user), cookies=[clear_cookie(svc.config.session)]
     )

@@ -21,7 +21,13 @@ from proxy.answers import problem, render
 from proxy.bodies import Submitted, parse_fields
 from proxy.config import Config, ResetConfig
 from proxy.errors import BadRequestBody, LookupFailed, Throttled
-from proxy.flows.common import RETRY_AFTER, Refusal, elapsed_ms, forward_raw, read_intercepted
+from proxy.flows.common import (
+    Refusal,
+    elapsed_ms,
+    forward_raw,
+    read_intercepted,
+    unavailable,
+)
 from proxy.limits import client_ip, throttled_answer
 from proxy.mail import Renderer
 from proxy.services import Services
@@ -88,7 +94,7 @@ async def _request(
     except StoreError as exc:
         # Not taken, and said so, alike for every email: the client may ask again.
         log.event("reset.queue_failed", error=type(exc).__name__)
-        return "store_error", problem(503, "the user store is unavailable", headers=RETRY_AFTER)
+        return "store_error", unavailable("the user store is unavailable")
     return "accepted", render(cfg.answer)
 
 

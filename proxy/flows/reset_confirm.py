@@ -23,7 +23,7 @@ from proxy.answers import problem, render
 from proxy.bodies import BodyTooLarge, Submitted, parse_fields, read_body
 from proxy.config import Config, ResetConfig
 from proxy.errors import BadRequestBody, WeakPassword
-from proxy.flows.common import RETRY_AFTER, body_format, elapsed_ms
+from proxy.flows.common import body_format, elapsed_ms, unavailable
 from proxy.legacy import map_profile
 from proxy.policy import check_password
 from proxy.services import Services
@@ -96,7 +96,7 @@ async def page(request: web.Request, svc: Services, view: ResetPage) -> web.Stre
     try:
         live = await _live(svc, token)
     except StoreError:
-        return problem(503, "the user store is unavailable", headers=RETRY_AFTER)
+        return unavailable("the user store is unavailable")
     svc.counters.add(f"reset.page.{'ok' if live else 'invalid'}")
     log.event("reset.page", outcome="ok" if live else "invalid")
     return view.render(token) if live else view.render("", error=INVALID, form=False)
@@ -127,7 +127,7 @@ async def confirm(
     if result.error is None:
         response = web.json_response({"ok": True}) if as_json else render(cfg.done)
     elif result.name in ("overloaded", "store_error"):
-        response = problem(503, result.error, headers=RETRY_AFTER)
+        response = unavailable(result.error)
     elif as_json:
         response = problem(409 if result.name == "conflict" else 400, result.error)
     else:

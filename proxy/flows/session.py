@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.answers import problem
+from proxy.flows.common import unavailable
 from proxy.services import Services
 from store.errors import StoreError
 
@@ -16,7 +17,7 @@ async def handle(request: web.Request, svc: Services) -> web.StreamResponse:
     try:
         user = await svc.session_user(dict(request.cookies))
     except StoreError:
-        return problem(503, "the user store is unavailable", headers={"Retry-After": "1"})
+        return unavailable("the user store is unavailable")
     if user is None:
         return problem(401, "no valid session")
     headers = {USER_ID_HEADER: user.id, **svc.identity(user), "Cache-Control": "no-store"}
