@@ -16,9 +16,18 @@ GET ``/accounts/login/`` sets a CSRF cookie, the form POSTs back to it, a succes
 sets authshim's session cookie (``authshim``). Each simulated visitor sends its own
 ``X-Forwarded-For`` address, so authshim must list the load generator's address in
 ``server.trusted_proxies`` for its brute-force limits to count per visitor. Expected refusals
-(wrong passwords) are not failures; anything else unexpected is. Unmigrated rows are handed
-out once each per locust process, so that each is a true first login (with ``--processes``
-each process hands them all out: later copies become migrated logins).
+(wrong passwords, rate limits) are not failures; anything else unexpected is. Unmigrated rows
+are handed out once each per locust process, to a first login or a whole password reset, so
+that each is a true first visit (with ``--processes`` each process hands them all out: later
+copies become migrated logins, and two processes resetting one row may follow one link twice,
+the second time to "invalid link").
+
+Password resets need ``[reset]`` (``request_path = "/accounts/password_reset/"``, the email in
+the form field ``email``, ``answer = { redirect = "/accounts/password_reset/done/" }``,
+``done = { redirect = "/accounts/login/" }``) and, for unmigrated users, ``[lookup]``. To
+follow the mailed links, authshim must write its mail to a folder this process can read
+(``mail.transport = "file"``), named by ``$AUTHSHIM_BENCH_MAIL``; without it resets are
+requested only. ``python -m bench`` configures all of it (``bench/seed.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +35,11 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
+import time
 from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +47,14 @@ from locust import HttpUser, between, task
 from locust.exception import StopUser
 
 LOGIN = "/accounts/login/"
+RESET = "/accounts/password_reset/"  # reset.request_path
+RESET_DONE = "/accounts/password_reset/done/"  # reset.answer's redirect
+RESET_PAGE = "/.authshim/reset"  # authshim's page behind the mailed link
 SESSION_COOKIE = os.environ.get("AUTHSHIM_BENCH_COOKIE", "authshim")
 USERS_CSV = Path(os.environ.get("AUTHSHIM_BENCH_USERS", "bench/results/users.csv"))
+MAIL_FOLDER = os.environ.get("AUTHSHIM_BENCH_MAIL", "")
+MAIL_WAIT = 30.0  # seconds a reset mail may take before it counts as lost
+_LINK = re.compile(r"/\.authshim/reset\?token=([A-Za-z0-9_-]{43})")
 
 
 def _load(path: Path) -> dict[str, list[dict[str, str]]]:
@@ -51,8 +70,47 @@ def _load(path: Path) -> dict[str, list[dict[str, str]]]:
     return rows
 
 
+class Mailbox:
+    """The folder authshim writes its mail to (``mail.transport = "file"``), read as the
+    visitors' inbox: each new ``.eml`` once, keeping the reset links of the addresses a
+    visitor waits for. Mail already there when locust starts is not read."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._read = {p.name for p in folder.glob("*.eml")} if folder.is_dir() else set()
+        self._tokens: dict[str, list[str]] = {}  # address waited for -> tokens mailed to it
+
+    def expect(self, address: str) -> None:
+        """Keep the links mailed to ``address`` from now on (call it before the request)."""
+        self._tokens.setdefault(address.lower(), [])
+
+    def forget(self, address: str) -> None:
+        """Stop keeping the links mailed to ``address``."""
+        self._tokens.pop(address.lower(), None)
+
+    def token(self, address: str) -> str | None:
+        """The token of a link mailed to ``address`` since ``expect`` (each once), or None."""
+        self._scan()
+        tokens = self._tokens.get(address.lower())
+        return tokens.pop(0) if tokens else None
+
+    def _scan(self) -> None:
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.glob("*.eml"):  # half-written mail is a hidden .tmp file
+            if path.name in self._read:
+                continue
+            self._read.add(path.name)
+            mail = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+            tokens = self._tokens.get(str(mail["To"]).lower())
+            link = _LINK.search(str(mail.get_content()))
+            if tokens is not None and link is not None:
+                tokens.append(link.group(1))
+
+
 USERS = _load(USERS_CSV)
 _FIRST_LOGINS: Iterator[dict[str, str]] = iter(USERS["unmigrated"])
+MAILBOX = Mailbox(Path(MAIL_FOLDER)) if MAIL_FOLDER else None
 
 
 class SiteUser(HttpUser):
@@ -158,5 +216,96 @@ class PageViews(SiteUser):
                 r.failure(f"page: {r.status_code}, identity not passed on")
 
 
-# PasswordReset (left out on purpose): authshim has no password-reset flow yet (DESIGN.md,
-# flows/reset.py). Add the class with the flow, rather than a stub that measures nothing.
+class PasswordReset(SiteUser):
+    """Forgot passwords, a few per hundred logins, in turn by unmigrated and migrated users.
+
+    An unmigrated user (a row of its own, like a first login) goes the whole way when the mail
+    can be read (``$AUTHSHIM_BENCH_MAIL``, the folder of ``mail.transport = "file"``): the
+    request, the mail with the link, authshim's page, the new password (the row's own, so the
+    CSV stays right), then a login, now answered by authshim. A migrated user only asks, and
+    leaves the mail unread: setting a password ends the user's sessions, which would fail the
+    page views of the visitors logged in as the same row. Without a readable mail folder (SMTP)
+    every reset is a request only. A 429 (``limits.reset_*``) is a refusal, not a failure.
+    """
+
+    weight = 1
+    wait_time = between(5, 15)
+    turn = 0
+
+    @task
+    def reset(self) -> None:
+        self.new_address()
+        self.turn += 1
+        unmigrated = self.turn % 2 == 1 and bool(USERS["unmigrated"])
+        mailbox = MAILBOX if unmigrated else None
+        row = next(_FIRST_LOGINS, None) if mailbox is not None else None
+        if mailbox is not None and row is not None:
+            self.whole_reset(row, mailbox)
+            return
+        kind = "unmigrated" if unmigrated else "migrated"
+        self.request_reset(random.choice(USERS[kind])["email"], kind)
+
+    def request_reset(self, address: str, kind: str) -> bool:
+        """GET the form (CSRF cookie), POST the address; return whether it was accepted."""
+        self.client.cookies.clear()
+        self.client.get(RESET, name=f"{RESET} [page]")
+        form = {"csrfmiddlewaretoken": self.client.cookies.get("csrftoken", ""), "email": address}
+        with self.client.post(
+            RESET, data=form, name=f"{RESET} [{kind}]", allow_redirects=False,
+            catch_response=True,
+        ) as r:  # fmt: skip
+            # reset.answer: the same redirect whether or not anyone has the address.
+            location = str(r.headers.get("Location", ""))
+            accepted: bool = r.status_code == 302 and location.endswith(RESET_DONE)
+            if accepted or r.status_code == 429:
+                r.success()
+            else:
+                r.failure(f"reset request: {r.status_code} {location}")
+            return accepted
+
+    def whole_reset(self, row: dict[str, str], mailbox: Mailbox) -> None:
+        """Request, mail, page, new password, login: an unmigrated user migrated by a reset."""
+        address = row["email"]
+        mailbox.expect(address)
+        try:
+            if not self.request_reset(address, "unmigrated"):
+                return
+            token = self.wait_for_link(mailbox, address)
+        finally:
+            mailbox.forget(address)
+        if token is None:
+            return
+        page = f"{RESET_PAGE}?token={token}"
+        with self.client.get(page, name=f"{RESET_PAGE} [page]", catch_response=True) as r:
+            if r.status_code != 200 or f'value="{token}"' not in r.text:
+                r.failure(f"reset page: {r.status_code}, form with the token: no")
+                return
+        form = {"token": token, "password": row["password"], "password2": row["password"]}
+        with self.client.post(
+            RESET_PAGE, data=form, name=f"{RESET_PAGE} [new password]", allow_redirects=False,
+            catch_response=True,
+        ) as r:  # fmt: skip
+            # reset.done: back to the login form.
+            if r.status_code != 302 or r.headers.get("Location") != LOGIN:
+                r.failure(f"new password: {r.status_code} {r.headers.get('Location')}")
+                return
+        with self.form_login(address, row["password"], f"{LOGIN} [after reset]") as r:
+            if r.status_code != 302 or not self.has_session(r):
+                r.failure(f"login after reset: {r.status_code}, session: {self.has_session(r)}")
+
+    def wait_for_link(self, mailbox: Mailbox, address: str) -> str | None:
+        """The token of the link mailed to ``address``, reported as a request "MAIL reset link"
+        that takes as long as the mail did to arrive (a failure when it never does)."""
+        started = time.perf_counter()
+        token = None
+        while token is None and time.perf_counter() - started < MAIL_WAIT:
+            token = mailbox.token(address)
+            if token is None:
+                time.sleep(0.01)  # gevent's, as locust patches it: other visitors run meanwhile
+        waited_ms = (time.perf_counter() - started) * 1000
+        lost = None if token else TimeoutError(f"no reset mail within {MAIL_WAIT:.0f} s")
+        self.environment.events.request.fire(
+            request_type="MAIL", name="reset link", response_time=waited_ms, response_length=0,
+            response=None, context={}, exception=lost,
+        )  # fmt: skip
+        return token

@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.http import Env, running
 from bench.procs import ROOT, Sampler
 from bench.report import Row
+from bench.seed import mail_folder
 
 
 def _slope_mib_per_min(samples: list[tuple[float, int]]) -> float:
@@ -29,15 +30,18 @@ def _slope_mib_per_min(samples: list[tuple[float, int]]) -> float:
 
 
 def locust(
-    host: str, users_csv: Path, *, seconds: int, users: int, out: Path
+    host: str, users_csv: Path, *, seconds: int, users: int, out: Path, mail: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the locustfile headless against ``host``; its CSV stats land at ``out``_stats.csv."""
+    """Run the locustfile headless against ``host``; its CSV stats land at ``out``_stats.csv.
+    With ``mail``, authshim's mail folder, password resets follow the mailed links."""
     argv = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
         "-u", str(users), "-r", str(max(users // 4, 1)), "-t", f"{seconds}s", "-H", host,
         "--csv", str(out), "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5",
     ]  # fmt: skip
     env = {**os.environ, "AUTHSHIM_BENCH_USERS": str(users_csv)}
+    if mail is not None:
+        env["AUTHSHIM_BENCH_MAIL"] = str(mail)
     return subprocess.run(
         argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False,
         timeout=seconds + 60,
@@ -55,7 +59,7 @@ def run(env: Env, users_csv: Path, *, seconds: int, users: int) -> list[Row]:
     upstream = f"http://127.0.0.1:{env.legacy_port}"
     with running(env, "mixed", upstream=upstream) as proxy, Sampler(proxy.pid, 1.0) as s:
         done = locust(proxy.url(""), users_csv, seconds=seconds, users=users,
-                      out=env.work / "locust")  # fmt: skip
+                      out=env.work / "locust", mail=mail_folder(env.work))  # fmt: skip
     if done.returncode not in (0, 1):  # 1: some requests failed, reported below
         raise RuntimeError(f"locust failed ({done.returncode}): {done.stderr[-2000:]}")
     table = stats(env.work / "locust")

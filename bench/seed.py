@@ -51,8 +51,10 @@ def write_config(
     queue_limit: int = 64,
     hash_workers: int = 0,
 ) -> Path:
-    """An authshim config in front of the legacy stub (form and JSON login routes)."""
+    """An authshim config in front of the legacy stub (form and JSON login routes, password
+    resets answered by authshim, their mail written to ``mail_folder(path.parent)``)."""
     s = json.dumps
+    legacy = upstream.rstrip("/")
     path.write_text(
         f"""
 [server]
@@ -87,6 +89,27 @@ profile = {{ json = "/user" }}
 answer = {{ json = {{ ok = true, user = "{{profile}}" }} }}
 failure = {{ status = 401, json = {{ error = "invalid credentials" }} }}
 
+# Password resets: the stub's look-up finds unmigrated users, so they are mailed a link and
+# migrated when they choose a password; the mail goes to a folder (no mail server), where the
+# locustfile reads the links (AUTHSHIM_BENCH_MAIL).
+[lookup]
+by_email = {s(legacy + "/internal/users?email={email}")}
+by_username = {s(legacy + "/internal/users?username={username}")}
+timeout = "5s"
+
+[reset]
+request_path = "/accounts/password_reset/"
+format = "form"
+email = "email"
+answer = {{ redirect = "/accounts/password_reset/done/" }}
+link = {s(f"http://127.0.0.1:{port}/.authshim/reset?token={{token}}")}
+done = {{ redirect = "/accounts/login/" }}
+
+[mail]
+transport = "file"
+folder = {s(str(mail_folder(path.parent)))}
+from = {s("noreply@" + DOMAIN)}
+
 [session]
 secret = {s(SECRET)}
 secure = false
@@ -103,6 +126,11 @@ queue_limit = {queue_limit}
 """
     )
     return path
+
+
+def mail_folder(work: Path) -> Path:
+    """Where authshim writes the mail of a config written in ``work`` (one ``.eml`` each)."""
+    return work / "mail"
 
 
 def shared_hash(argon2: Argon2) -> str:

@@ -5,6 +5,12 @@ it listens. Users need no table: any ``NAME@bench.test`` (or bare ``NAME``, lett
 and ``-``) logs in with ``PASSWORD``, so a benchmark can log in as many first-time users as
 it likes. Sessions are stateless (an HMAC of the name), so the stub's memory stays flat.
 Pages answer with the ``X-Forwarded-User`` authshim sent, so a client can check identity.
+
+For password resets it has what authshim's ``[lookup]`` and ``[reset]`` need: the look-up
+``GET /internal/users?email=...`` (or ``?username=``) answers a user's profile or 404, and the
+"forgot password" form ``/accounts/password_reset/`` (GET sets a CSRF cookie; a POST that
+reaches the stub, as it does without a look-up, is answered as Django does, with a redirect
+to ``/accounts/password_reset/done/``, and sends no mail).
 """
 
 from __future__ import annotations
@@ -54,19 +60,26 @@ def _check(identifier: str, password: str) -> str | None:
     return name
 
 
+def _form(inputs: str) -> web.Response:
+    """A form page with its CSRF token, in a hidden field and a cookie, as Django's."""
+    token = secrets.token_hex(8)
+    page = (
+        '<form method="post"><input type="hidden" name="csrfmiddlewaretoken"'
+        f' value="{token}">{inputs}</form>'
+    )
+    response = web.Response(text=page, content_type="text/html")
+    response.set_cookie("csrftoken", token)
+    return response
+
+
 def create_legacy_app(login_delay: float) -> web.Application:
     """The legacy stub as an aiohttp app; each login takes ``login_delay`` seconds."""
 
     async def login_page(request: web.Request) -> web.Response:
-        token = secrets.token_hex(8)
-        page = (
-            '<form method="post"><input type="hidden" name="csrfmiddlewaretoken"'
-            f' value="{token}"><input name="username"><input type="password" name="password">'
-            "</form>"
-        )
-        response = web.Response(text=page, content_type="text/html")
-        response.set_cookie("csrftoken", token)
-        return response
+        return _form('<input name="username"><input type="password" name="password">')
+
+    async def reset_page(request: web.Request) -> web.Response:
+        return _form('<input type="email" name="email">')
 
     async def login_form(request: web.Request) -> web.Response:
         await asyncio.sleep(login_delay)
@@ -91,6 +104,20 @@ def create_legacy_app(login_delay: float) -> web.Application:
             return web.json_response({"ok": False}, status=401)
         return web.json_response({"ok": True, "user": profile(name), "token": "t-" + name})
 
+    async def reset_form(request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("csrfmiddlewaretoken") != request.cookies.get("csrftoken"):
+            return web.Response(status=403, text="CSRF verification failed")
+        return web.Response(status=302, headers={"Location": "/accounts/password_reset/done/"})
+
+    async def lookup(request: web.Request) -> web.Response:
+        # The legacy app's internal "get user": authshim's look-up for resets.
+        identifier = request.query.get("email") or request.query.get("username") or ""
+        name = user_name(identifier)
+        if name is None or ("email" in request.query and "@" not in identifier):
+            return web.json_response({"detail": "not found"}, status=404)
+        return web.json_response(profile(name))
+
     async def me(request: web.Request) -> web.Response:
         name = _sid_user(request.cookies.get("sessionid", ""))
         if name is None:
@@ -106,6 +133,9 @@ def create_legacy_app(login_delay: float) -> web.Application:
     app.router.add_post("/accounts/login/", login_form)
     app.router.add_post("/api/login", login_json)
     app.router.add_get("/api/me", me)
+    app.router.add_get("/accounts/password_reset/", reset_page)
+    app.router.add_post("/accounts/password_reset/", reset_form)
+    app.router.add_get("/internal/users", lookup)
     app.router.add_route("*", "/{tail:.*}", page)
     return app
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 import aiohttp
 from aiohttp import web
 
-from proxy.admin.metrics import METRICS, Metrics, metrics_middleware
+from proxy.admin.metrics import METRICS, Metrics
 from proxy.config import Config
 from proxy.flows import reset
 from proxy.flows.session import USER_ID_HEADER
 from proxy.forward import Forwarder, create_client_session
-from proxy.guards import strict_http
+from proxy.guards import http09_refusal
 from proxy.headers import identity_names
 from proxy.known import KnownIdentifiers, KnownLoader
 from proxy.limits import Limiter
@@ -23,7 +24,7 @@ from proxy.mail import Mailer, create_transport
 from proxy.modes import ModeWatcher
 from proxy.readiness import LoginActivity, readiness_key
 from proxy.resets import LEASE_MARGIN, ResetQueue
-from proxy.routes import RouteTable, build_routes, passthrough
+from proxy.routes import RouteTable, build_routes
 from proxy.services import Services
 from proxy.sessions import Sessions
 from proxy.stats import Counters
@@ -53,10 +54,10 @@ def create_app(
         "max_field_size": server.max_field_size,
         "max_headers": server.max_headers,
     }
-    # Middlewares, outermost first: metrics time the whole answer (proxy/admin/metrics.py).
-    app = web.Application(handler_args=limits, middlewares=[metrics_middleware, strict_http])
+    # No middlewares: _dispatch does the little every request needs, once.
+    app = web.Application(handler_args=limits)
     app[ROUTES] = build_routes(config)
-    app[METRICS] = Metrics(app[ROUTES])
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(lambda app: _services(app, config, store, passwords))
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
@@ -88,11 +89,21 @@ def create_reset_queue(config: Config, store: Store) -> ResetQueue | None:
 
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
-    svc = request.app[SERVICES]
-    handler = request.app[ROUTES].match(request.method, request.path)
-    if handler is None:
-        return await passthrough(request, svc)
-    return await handler(request, svc)
+    """Every request: refused if it is not HTTP/1.x, else answered by its flow (or passed
+    through), timed and counted by route (proxy/admin/metrics.py)."""
+    app = request.app
+    handler, label = app[ROUTES].resolve(request.method, request.path)
+    refused = http09_refusal(request)
+    if refused is not None:
+        return await app[METRICS].timed(label, _answered(refused))
+    return await app[METRICS].timed(label, partial(handler, request, app[SERVICES]))
+
+
+def _answered(response: web.StreamResponse) -> Callable[[], Awaitable[web.StreamResponse]]:
+    async def answer() -> web.StreamResponse:
+        return response
+
+    return answer
 
 
 async def _services(
@@ -159,6 +170,7 @@ async def _services(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await forwarder.close()
         await client.close()
         if passwords is None:
             pool.close()

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import hdrs, web
@@ -24,11 +25,13 @@ from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.headers import (
     WEBSOCKET_HANDSHAKE,
     client_response_headers,
+    may_name_upstream,
     public_origin,
     rewrite_upstream_urls,
     upstream_request_headers,
     websocket_protocols,
 )
+from proxy.upstream import UpstreamPool, UpstreamResponse
 
 log = logging.getLogger("authshim.forward")
 
@@ -73,12 +76,16 @@ class UpstreamAnswer:
     complete: bool
     # What respond() needs to stream the unread rest: the still-open response and the byte
     # read past max_answer (it told us the answer was longer). Only valid inside exchange().
-    _rest: aiohttp.ClientResponse | None = field(default=None, repr=False, compare=False)
+    _rest: UpstreamResponse | None = field(default=None, repr=False, compare=False)
     _overflow: bytes = field(default=b"", repr=False, compare=False)
 
 
+Answer = aiohttp.ClientResponse | UpstreamResponse
+
+
 class Forwarder:
-    """Sends requests to the upstream over one pooled session and relays the answers."""
+    """Relays clients' requests to the upstream over its own keep-alive pool
+    (``proxy/upstream.py``), and sends authshim's own requests and WebSockets over ``session``."""
 
     def __init__(
         self,
@@ -92,6 +99,11 @@ class Forwarder:
         self._session = session
         self._config = config
         self._base = config.url.rstrip("/")
+        self._prefix = urlsplit(self._base).path
+        self._pool = UpstreamPool(
+            config.url, size=config.pool_size,
+            connect_timeout=config.connect_timeout, read_timeout=config.read_timeout,
+        )  # fmt: skip
         self._identity_strip = identity_strip
         self._trusted_proxies = trusted_proxies
         self._public_url = public_url
@@ -112,8 +124,11 @@ class Forwarder:
         try:
             if _is_websocket(request):
                 return await self._websocket(request, identity)
-            async with self._open(request, identity, body) as upstream:
+            upstream = await self._send(request, identity, body)
+            try:
                 return await self._relay(request, upstream, b"", upstream, cookies)
+            finally:
+                upstream.release()  # back to the pool, or closed when its body was not read out
         except UpstreamError as exc:
             return self._failure(request, exc)
 
@@ -127,10 +142,13 @@ class Forwarder:
         Raises:
             UpstreamUnavailable, UpstreamTimeout: the upstream failed before the answer was read.
         """
-        async with self._open(request, identity, body) as upstream:
+        upstream = await self._send(request, identity, body)
+        try:
             with self._translated():
                 prefix = await _read_at_most(upstream.content, self._config.max_answer + 1)
             yield self._answer(upstream, prefix, keep_open=True)
+        finally:
+            upstream.release()
 
     async def respond(
         self, request: web.Request, answer: UpstreamAnswer, *, cookies: Sequence[str] = ()
@@ -159,15 +177,21 @@ class Forwarder:
                 prefix = await _read_at_most(upstream.content, self._config.max_answer + 1)
                 return self._answer(upstream, prefix, keep_open=False)
 
+    async def close(self) -> None:
+        """Close the idle upstream connections (the session is its owner's to close)."""
+        await self._pool.close()
+
     # -- plumbing -------------------------------------------------------------------------------
 
+    def _path(self, request: web.BaseRequest) -> str:
+        """The upstream request target: the same raw path and query under the base URL's path,
+        byte for byte, never re-quoted."""
+        return self._prefix + _raw_target(request)
+
     def _target(self, request: web.BaseRequest) -> URL:
-        """The upstream URL for ``request``: same raw path and query under the base URL."""
-        raw = request.raw_path
-        if not raw.startswith("/"):  # absolute-form or '*' request target
-            raw = request.rel_url.raw_path_qs
+        """The upstream URL for ``request`` (WebSockets, over aiohttp's client)."""
         # encoded=True: the path and query go upstream byte for byte, never re-quoted.
-        return URL(self._base + raw, encoded=True)
+        return URL(self._base + _raw_target(request), encoded=True)
 
     def _headers(self, request: web.BaseRequest, identity: Mapping[str, str]) -> CIMultiDict[str]:
         return upstream_request_headers(
@@ -177,29 +201,22 @@ class Forwarder:
             trusted_proxies=self._trusted_proxies,
         )
 
-    @asynccontextmanager
-    async def _open(
+    async def _send(
         self, request: web.Request, identity: Mapping[str, str], body: bytes | None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send the request upstream; the response is released when the block ends."""
+    ) -> UpstreamResponse:
+        """Send the request upstream and return the answer once its head is in; the caller
+        releases it."""
         headers = self._headers(request, identity)
         data: bytes | aiohttp.StreamReader | None = None
         if body is not None:
             data = body
             headers[hdrs.CONTENT_LENGTH] = str(len(body))
         elif request.body_exists:
-            # Streamed as it arrives. A client Content-Length stays in the headers, which
-            # keeps aiohttp from switching to chunked; a chunked body stays chunked.
+            # Streamed as it arrives. A client Content-Length stays in the headers; a chunked
+            # body stays chunked. Redirects are the client's business: never followed.
             data = request.content
         with self._translated():
-            upstream = await self._session.request(
-                request.method, self._target(request), headers=headers, data=data,
-                allow_redirects=False,  # redirects are the client's business
-            )  # fmt: skip
-        try:
-            yield upstream
-        finally:
-            upstream.release()  # back to the pool, or closed when its body was not read out
+            return await self._pool.request(request.method, self._path(request), headers, data)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -211,9 +228,7 @@ class Forwarder:
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnavailable(f"the upstream at {self._base} is unavailable") from exc
 
-    def _answer(
-        self, upstream: aiohttp.ClientResponse, prefix: bytes, *, keep_open: bool
-    ) -> UpstreamAnswer:
+    def _answer(self, upstream: Answer, prefix: bytes, *, keep_open: bool) -> UpstreamAnswer:
         limit = self._config.max_answer
         complete = len(prefix) <= limit
         return UpstreamAnswer(
@@ -222,26 +237,29 @@ class Forwarder:
             headers=upstream.headers,
             body=prefix[:limit],
             complete=complete,
-            _rest=None if complete or not keep_open else upstream,
+            _rest=upstream
+            if keep_open and not complete and isinstance(upstream, UpstreamResponse)
+            else None,
             _overflow=prefix[limit:],
         )
 
     async def _relay(
         self,
         request: web.Request,
-        head: aiohttp.ClientResponse | UpstreamAnswer,
+        head: UpstreamResponse | UpstreamAnswer,
         prefix: bytes,
-        rest: aiohttp.ClientResponse | None,
+        rest: UpstreamResponse | None,
         cookies: Sequence[str],
     ) -> web.StreamResponse:
         """Write ``head``'s status and headers, then ``prefix``, then what ``rest`` still has."""
         headers = client_response_headers(head.headers)
-        # Redirects and cookie domains naming the upstream's own address would send the
-        # client around authshim; they name the public address instead.
-        public = public_origin(
-            request, configured=self._public_url, trusted_proxies=self._trusted_proxies
-        )
-        rewrite_upstream_urls(headers, self._base, public)
+        if may_name_upstream(headers):
+            # Redirects and cookie domains naming the upstream's own address would send the
+            # client around authshim; they name the public address instead.
+            public = public_origin(
+                request, configured=self._public_url, trusted_proxies=self._trusted_proxies
+            )
+            rewrite_upstream_urls(headers, self._base, public)
         for cookie in cookies:
             headers.add(hdrs.SET_COOKIE, cookie)
         response = web.StreamResponse(
@@ -262,7 +280,7 @@ class Forwarder:
                 rest.close()
         return response
 
-    async def _read_more(self, request: web.Request, upstream: aiohttp.ClientResponse) -> bytes:
+    async def _read_more(self, request: web.Request, upstream: UpstreamResponse) -> bytes:
         """The next chunk of the upstream's body; b"" at its end or when the upstream fails."""
         try:
             with self._translated():
@@ -329,6 +347,13 @@ class Forwarder:
         return client
 
 
+def _raw_target(request: web.BaseRequest) -> str:
+    raw = request.raw_path
+    if not raw.startswith("/"):  # absolute-form or '*' request target
+        raw = request.rel_url.raw_path_qs
+    return raw
+
+
 def _is_websocket(request: web.BaseRequest) -> bool:
     if request.headers.get(hdrs.UPGRADE, "").lower() != "websocket":
         return False
@@ -336,7 +361,7 @@ def _is_websocket(request: web.BaseRequest) -> bool:
     return bool(probe.can_prepare(request))  # a well-formed handshake, else plain HTTP
 
 
-async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+async def _read_at_most(content: aiohttp.StreamReader | UpstreamResponse, limit: int) -> bytes:
     """Read until ``limit`` bytes or the end of ``content``, whichever comes first."""
     parts: list[bytes] = []
     size = 0

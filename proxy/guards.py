@@ -4,7 +4,7 @@ and whether its credentials are unambiguous (no parser differential with the leg
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -12,8 +12,6 @@ from aiohttp import web
 
 from proxy.answers import problem
 from proxy.errors import AmbiguousBody
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
@@ -87,13 +85,12 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-@web.middleware
-async def strict_http(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse request lines without an HTTP/1.x version, and close the connection."""
+def http09_refusal(request: web.BaseRequest) -> web.Response | None:
+    """A 400 that closes the connection for a request line without an HTTP/1.x version."""
     # SECURITY: llhttp takes "GET /x\r\n" as HTTP/0.9 yet still reads headers after it; a
     # front proxy that reads it as real 0.9 (no headers) frames what follows differently.
-    if request.version < (1, 0):
-        response = problem(400, "the request line needs HTTP/1.0 or HTTP/1.1")
-        response.force_close()
-        return response
-    return await handler(request)
+    if request.version >= (1, 0):
+        return None
+    response = problem(400, "the request line needs HTTP/1.0 or HTTP/1.1")
+    response.force_close()
+    return response

@@ -94,6 +94,11 @@ def is_trusted(peer: str | None, trusted_proxies: tuple[str, ...]) -> bool:
     """Return whether ``peer`` is one of the trusted proxies (addresses or CIDR networks)."""
     if peer is None or not trusted_proxies:
         return False
+    return _is_trusted(peer, trusted_proxies)
+
+
+@lru_cache(maxsize=4096)  # every request asks, mostly for the same few peers
+def _is_trusted(peer: str, trusted_proxies: tuple[str, ...]) -> bool:
     networks, names = _networks(trusted_proxies)
     if peer in names:
         return True
@@ -240,23 +245,36 @@ def rewrite_cookie_domain(value: str, upstream: str, public: str) -> str:
     return ";".join(attributes)
 
 
+_REWRITTEN = ("Location", "Set-Cookie", "Refresh", "Content-Location")
+_REWRITERS = {
+    "location": rewrite_url,
+    "content-location": rewrite_url,
+    "refresh": rewrite_refresh,
+    "set-cookie": rewrite_cookie_domain,
+}
+
+
+def may_name_upstream(headers: HeaderSource) -> bool:
+    """Whether ``headers`` hold any header that ``rewrite_upstream_urls`` would look at."""
+    return any(
+        name in headers for name in ("Location", "Set-Cookie", "Refresh", "Content-Location")
+    )
+
+
 def rewrite_upstream_urls(headers: CIMultiDict[str], upstream: str, public: str) -> None:
     """Rewrite ``Location``, ``Refresh`` and cookie domains naming the upstream, in place."""
-    if _origin(*_split_origin(upstream)) == _origin(*_split_origin(public)):
+    if not may_name_upstream(headers) or _same_origin(upstream, public):
         return
-    rewriters = {
-        "location": rewrite_url,
-        "content-location": rewrite_url,
-        "refresh": rewrite_refresh,
-        "set-cookie": rewrite_cookie_domain,
-    }
     items = list(headers.items())
-    if not any(name.lower() in rewriters for name, _ in items):
-        return
     headers.clear()
     for name, value in items:
-        rewrite = rewriters.get(name.lower())
+        rewrite = _REWRITERS.get(name.lower())
         headers.add(name, rewrite(value, upstream, public) if rewrite else value)
+
+
+@lru_cache(maxsize=256)
+def _same_origin(upstream: str, public: str) -> bool:
+    return _origin(*_split_origin(upstream)) == _origin(*_split_origin(public))
 
 
 def _split_origin(url: str) -> tuple[str, str | None, int | None]:

@@ -15,12 +15,15 @@ from proxy.services import Services
 
 Handler = Callable[[web.Request, Services], Awaitable[web.StreamResponse]]
 SESSION_PATH = "/.authshim/session"
+PASSTHROUGH = "passthrough"
 _SLASHES = re.compile(r"/{2,}")
 
 
 def normalise_path(path: str) -> str:
     """Fold the spellings a legacy framework treats as one path (``//``, trailing ``/``)."""
-    return _SLASHES.sub("/", path).rstrip("/") or "/"
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    return path.rstrip("/") or "/"
 
 
 class RouteTable:
@@ -35,6 +38,15 @@ class RouteTable:
 
     def match(self, method: str, path: str) -> Handler | None:
         return self._routes.get((method, normalise_path(path)))
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, str]:
+        """The flow for a request and its metrics label: the normalised path of an intercepted
+        route, ``passthrough`` for the rest (a bounded set of labels)."""
+        normalised = normalise_path(path)
+        handler = self._routes.get((method, normalised))
+        if handler is None:
+            return passthrough, PASSTHROUGH
+        return handler, normalised
 
 
 def build_routes(config: Config) -> RouteTable:

@@ -1,7 +1,8 @@
 """Request metrics on the proxy's request path, and ``GET /metrics`` in Prometheus text.
 
-The middleware costs one route look-up, a counter bump and a histogram bucket per request;
-the text is only built when scraped. Figures are per process: with ``--workers N`` the
+``Metrics.timed`` costs a counter bump and a histogram bucket per request (the dispatcher in
+``proxy/app.py`` has looked the route up already); the text is only built when scraped.
+Figures are per process: with ``--workers N`` the
 admin listener (one worker) reports its own worker's requests, plus store-wide totals.
 """
 
@@ -9,16 +10,14 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from proxy.routes import RouteTable, normalise_path
+from proxy.routes import PASSTHROUGH
 from proxy.stats import Counters
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-PASSTHROUGH = "passthrough"
 _CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 _UPSTREAM_FAILURES = (502, 504)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -37,20 +36,36 @@ class RouteStats:
 
 
 class Metrics:
-    """The process's request counters; ``observe`` is all the request path calls."""
+    """The process's request counters; ``timed`` is all the request path calls."""
 
-    def __init__(self, routes: RouteTable) -> None:
-        self._table = routes
+    def __init__(self) -> None:
         self.routes: dict[str, RouteStats] = {PASSTHROUGH: RouteStats()}
         self.upstream_errors: dict[int, int] = dict.fromkeys(_UPSTREAM_FAILURES, 0)
         # Set once the app's services exist: upstream failures also go to the store's counters.
         self.counters: Counters | None = None
 
-    def label(self, method: str, path: str) -> str:
-        """The route label: an intercepted route's path, else ``passthrough`` (bounded)."""
-        if self._table.match(method, path) is None:
-            return PASSTHROUGH
-        return normalise_path(path)
+    async def timed(
+        self, route: str, answer: Callable[[], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Await ``answer()``, counting it under ``route`` (an intercepted route's normalised
+        path, or ``passthrough``: a bounded set of labels) by status class and time taken."""
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await answer()
+            status = response.status
+            # authshim's own 502/504 (the forwarder's failure answer) is a whole Response; an
+            # upstream's relayed answer is streamed, so its 502 is the legacy app's, not ours.
+            if status in _UPSTREAM_FAILURES and type(response) is web.Response:
+                self.upstream_errors[status] += 1
+                if self.counters is not None:
+                    self.counters.add("upstream.error")
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self.observe(route, status, time.perf_counter() - started)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
@@ -64,30 +79,6 @@ class Metrics:
 
 
 METRICS = web.AppKey("metrics", Metrics)
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Time and count every request of the proxy app by route and status class."""
-    metrics = request.app[METRICS]
-    started = time.perf_counter()
-    route = metrics.label(request.method, request.path)
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        # authshim's own 502/504 (the forwarder's failure answer) is a whole Response; an
-        # upstream's relayed answer is streamed, so its 502 is the legacy app's, not ours.
-        if status in _UPSTREAM_FAILURES and type(response) is web.Response:
-            metrics.upstream_errors[status] += 1
-            if metrics.counters is not None:
-                metrics.counters.add("upstream.error")
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.observe(route, status, time.perf_counter() - started)
 
 
 def _escape(value: str) -> str:
