@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -90,20 +90,22 @@ def create_reset_queue(config: Config, store: Store) -> ResetQueue | None:
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     """Every request: refused if it is not HTTP/1.x, else answered by its flow (or passed
-    through), timed and counted by route (proxy/admin/metrics.py)."""
+    through); timed and counted by route (proxy/admin/metrics.py)."""
     app = request.app
     handler, label = app[ROUTES].resolve(request.method, request.path)
-    refused = http09_refusal(request)
-    if refused is not None:
-        return await app[METRICS].timed(label, _answered(refused))
-    return await app[METRICS].timed(label, partial(handler, request, app[SERVICES]))
-
-
-def _answered(response: web.StreamResponse) -> Callable[[], Awaitable[web.StreamResponse]]:
-    async def answer() -> web.StreamResponse:
+    metrics = app[METRICS]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = http09_refusal(request) or await handler(request, app[SERVICES])
+        status = response.status
+        metrics.answered(response)
         return response
-
-    return answer
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.observe(label, status, time.perf_counter() - started)
 
 
 async def _services(

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -83,6 +84,11 @@ class UpstreamAnswer:
 Answer = aiohttp.ClientResponse | UpstreamResponse
 
 
+class Relayed(web.Response):
+    """An upstream's answer that had arrived whole: aiohttp writes its head and body in one go.
+    (Its own class, so that an upstream's 502 is never counted as authshim's.)"""
+
+
 class Forwarder:
     """Relays clients' requests to the upstream over its own keep-alive pool
     (``proxy/upstream.py``), and sends authshim's own requests and WebSockets over ``session``."""
@@ -124,7 +130,8 @@ class Forwarder:
         try:
             if _is_websocket(request):
                 return await self._websocket(request, identity)
-            upstream = await self._send(request, identity, body)
+            with self._translated():
+                upstream = await self._send(request, identity, body)
             try:
                 return await self._relay(request, upstream, b"", upstream, cookies)
             finally:
@@ -142,7 +149,8 @@ class Forwarder:
         Raises:
             UpstreamUnavailable, UpstreamTimeout: the upstream failed before the answer was read.
         """
-        upstream = await self._send(request, identity, body)
+        with self._translated():
+            upstream = await self._send(request, identity, body)
         try:
             with self._translated():
                 prefix = await _read_at_most(upstream.content, self._config.max_answer + 1)
@@ -201,11 +209,11 @@ class Forwarder:
             trusted_proxies=self._trusted_proxies,
         )
 
-    async def _send(
+    def _send(
         self, request: web.Request, identity: Mapping[str, str], body: bytes | None
-    ) -> UpstreamResponse:
-        """Send the request upstream and return the answer once its head is in; the caller
-        releases it."""
+    ) -> Coroutine[Any, Any, UpstreamResponse]:
+        """Send the request upstream; awaited (inside ``_translated``), the answer once its head
+        is in, which the caller releases. The pool's coroutine itself: one frame less."""
         headers = self._headers(request, identity)
         data: bytes | aiohttp.StreamReader | None = None
         if body is not None:
@@ -215,8 +223,7 @@ class Forwarder:
             # Streamed as it arrives. A client Content-Length stays in the headers; a chunked
             # body stays chunked. Redirects are the client's business: never followed.
             data = request.content
-        with self._translated():
-            return await self._pool.request(request.method, self._path(request), headers, data)
+        return self._pool.request(request.method, self._path(request), headers, data)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -262,10 +269,16 @@ class Forwarder:
             rewrite_upstream_urls(headers, self._base, public)
         for cookie in cookies:
             headers.add(hdrs.SET_COOKIE, cookie)
-        response = web.StreamResponse(
-            status=head.status, reason=head.reason or None, headers=headers
-        )
+        reason = head.reason or None
         bodyless = request.method == hdrs.METH_HEAD or head.status in _BODYLESS_STATUS
+        # An answer of a known length that is all in goes out whole, head and body in one write.
+        # A chunked one stays chunked (its framing is the upstream's, e.g. a stream).
+        if not bodyless and hdrs.CONTENT_LENGTH in headers:
+            if rest is not None and (whole := rest.whole_body()) is not None:
+                prefix, rest = prefix + whole, None
+            if rest is None:
+                return Relayed(status=head.status, reason=reason, headers=headers, body=prefix)
+        response = web.StreamResponse(status=head.status, reason=reason, headers=headers)
         try:
             await response.prepare(request)
             if bodyless:

@@ -18,7 +18,8 @@ import contextlib
 import ssl
 import time
 from collections import deque
-from typing import cast
+from collections.abc import Coroutine
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -67,14 +68,19 @@ class UpstreamResponse:
         """The body reader (``content.read(n)``, as on aiohttp's ``ClientResponse``)."""
         return self
 
-    async def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> Coroutine[Any, Any, bytes]:
         """Up to ``n`` bytes of the body (all that is buffered when ``n`` < 0); b"" at its end.
 
         Raises:
             UpstreamProtocolError: the upstream cut the body short.
             TimeoutError: no byte came for ``read_timeout``.
         """
-        return await self._conn.read(n)
+        return self._conn.read(n)  # the connection's coroutine itself: one frame less to resume
+
+    def whole_body(self) -> bytes | None:
+        """The entire body when it has all arrived (a small answer usually comes with its head),
+        else None; once taken, ``read`` returns b""."""
+        return self._conn.take_whole()
 
     def release(self) -> None:
         """Back to the pool if the exchange ended cleanly, else closed."""
@@ -231,6 +237,10 @@ class _Connection(asyncio.Protocol):
     def got_bytes(self) -> bool:
         return self._got_bytes
 
+    @property
+    def head_done(self) -> bool:
+        return self._head_done
+
     def write(self, data: bytes) -> None:
         if self._transport is None or self.closed or self._transport.is_closing():
             raise UpstreamProtocolError("the upstream closed the connection")
@@ -246,18 +256,13 @@ class _Connection(asyncio.Protocol):
         self._drain = self._loop.create_future()
         await self._drain
 
-    async def head(self) -> None:
-        """Wait for the answer's status line and headers."""
-        while not self._head_done:
-            await self._wait()
-
     async def read(self, n: int) -> bytes:
         while not self._buffer:
             if self._complete or self._error is not None:
                 if self._error is not None:
                     raise self._error
                 return b""
-            await self._wait()
+            await self.event()
         buffer = self._buffer
         if n < 0 or (len(buffer) == 1 and len(buffer[0]) <= n):
             chunk = buffer.popleft() if len(buffer) == 1 else b"".join(buffer)
@@ -277,6 +282,14 @@ class _Connection(asyncio.Protocol):
             self._paused = False
             self._transport.resume_reading()
         return chunk
+
+    def take_whole(self) -> bytes | None:
+        if not self._complete or self._error is not None:
+            return None
+        body = b"".join(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
+        return body
 
     def release(self, *, reusable: bool) -> None:
         """End the exchange: the connection goes back to the pool or is closed."""
@@ -315,7 +328,13 @@ class _Connection(asyncio.Protocol):
 
     def _wake(self, exc: BaseException | None) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if waiter is None:
+            return
+        self._waiter = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not waiter.done():
             if exc is None:
                 waiter.set_result(None)
             else:
@@ -329,25 +348,28 @@ class _Connection(asyncio.Protocol):
             else:
                 drain.set_exception(exc)
 
-    async def _wait(self) -> None:
-        """Wait for the parser's next event, at most ``read_timeout`` after the last byte."""
+    def event(self) -> asyncio.Future[None]:
+        """A future for the parser's next event (the head, body bytes, the end or a failure),
+        failed with ``TimeoutError`` when no byte comes for ``read_timeout``.
+
+        A future, not a coroutine: awaited directly, it saves a frame on every resumption.
+        """
         if self._error is not None:
             raise self._error
+        if self._timer is not None:  # left armed by a waiter that was cancelled
+            self._timer.cancel()
         self._waiter = waiter = self._loop.create_future()
         self._timer = self._loop.call_at(self._deadline, self._expire)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            self._timer.cancel()
+        return waiter
 
     def _expire(self) -> None:
         waiter = self._waiter
         if waiter is None or waiter.done():
-            return
+            return  # its waiter was cancelled
         if self._loop.time() < self._deadline:  # bytes came meanwhile: wait on
             self._timer = self._loop.call_at(self._deadline, self._expire)
             return
+        self._waiter = self._timer = None
         waiter.set_exception(
             TimeoutError(f"no byte from the upstream for {self._pool.read_timeout:g} s")
         )
@@ -399,7 +421,8 @@ class UpstreamPool:
                 if stream is not None:
                     chunked = "Content-Length" not in headers
                     response._writer = asyncio.create_task(_send_body(conn, stream, chunked))
-                await conn.head()
+                while not conn.head_done:
+                    await conn.event()
                 return response
             except UpstreamProtocolError:
                 retry = reused and stream is None and not conn.got_bytes and method in _IDEMPOTENT

@@ -1,16 +1,15 @@
 """Request metrics on the proxy's request path, and ``GET /metrics`` in Prometheus text.
 
-``Metrics.timed`` costs a counter bump and a histogram bucket per request (the dispatcher in
+``Metrics.observe`` costs a counter bump and a histogram bucket per request (the dispatcher in
 ``proxy/app.py`` has looked the route up already); the text is only built when scraped.
-Figures are per process: with ``--workers N`` the
-admin listener (one worker) reports its own worker's requests, plus store-wide totals.
+Figures are per process: with ``--workers N`` the admin listener (one worker) reports its own
+worker's requests, plus store-wide totals.
 """
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 
@@ -36,7 +35,8 @@ class RouteStats:
 
 
 class Metrics:
-    """The process's request counters; ``timed`` is all the request path calls."""
+    """The process's request counters; ``answered`` and ``observe`` are all the request path
+    calls (``proxy/app.py``)."""
 
     def __init__(self) -> None:
         self.routes: dict[str, RouteStats] = {PASSTHROUGH: RouteStats()}
@@ -44,28 +44,14 @@ class Metrics:
         # Set once the app's services exist: upstream failures also go to the store's counters.
         self.counters: Counters | None = None
 
-    async def timed(
-        self, route: str, answer: Callable[[], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        """Await ``answer()``, counting it under ``route`` (an intercepted route's normalised
-        path, or ``passthrough``: a bounded set of labels) by status class and time taken."""
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await answer()
-            status = response.status
-            # authshim's own 502/504 (the forwarder's failure answer) is a whole Response; an
-            # upstream's relayed answer is streamed, so its 502 is the legacy app's, not ours.
-            if status in _UPSTREAM_FAILURES and type(response) is web.Response:
-                self.upstream_errors[status] += 1
-                if self.counters is not None:
-                    self.counters.add("upstream.error")
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            self.observe(route, status, time.perf_counter() - started)
+    def answered(self, response: web.StreamResponse) -> None:
+        """Count authshim's own 502/504 answers (the forwarder's failure answer, a plain
+        ``Response``); an upstream's relayed 502 is the legacy app's, not ours."""
+        status = response.status
+        if status in _UPSTREAM_FAILURES and type(response) is web.Response:
+            self.upstream_errors[status] += 1
+            if self.counters is not None:
+                self.counters.add("upstream.error")
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
