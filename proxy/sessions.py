@@ -128,17 +128,22 @@ class Sessions:
         claims = self.codec.verify(cookie_value)
         if claims is None:
             return None
-        user = await self._load(claims.user_id)
+        hit = self._cached(claims.user_id)  # the common case, without a coroutine
+        user = hit[1] if hit is not None else await self._load(claims.user_id)
         # SECURITY: a bumped epoch (password change, revoke) ends every older session.
         if user is None or user.blocked or user.session_epoch != claims.epoch:
             return None
         return user
 
-    async def _load(self, user_id: str) -> User | None:
-        now = time.monotonic()
+    def _cached(self, user_id: str) -> tuple[float, User | None] | None:
         hit = self._cache.get(user_id)
-        if hit is not None and now - hit[0] < self.config.cache_ttl:
-            return hit[1]
+        if hit is not None and time.monotonic() - hit[0] < self.config.cache_ttl:
+            return hit
+        return None
+
+    async def _load(self, user_id: str) -> User | None:
+        """Read the user from the store and cache it (a miss of ``_cached``)."""
+        now = time.monotonic()
         user = await self._store.get_user(user_id)
         if len(self._cache) > 10_000:
             self._cache.clear()

@@ -28,8 +28,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 # An answer's body buffered past HIGH_WATER pauses reading from the upstream until the client
 # has taken it down to LOW_WATER: a slow client costs a few buffers, never the whole body.
-HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
+HIGH_WATER = 128 * 1024
+LOW_WATER = 32 * 1024
 # Idle keep-alive connections older than this are closed rather than reused (aiohttp's default):
 # servers close idle connections too, and a request sent as one closes is lost.
 KEEPALIVE = 15.0
@@ -146,7 +146,10 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            self._fail(UpstreamProtocolError(f"the upstream's answer is not valid HTTP: {exc}"))
+            if self._complete:  # junk after a whole answer: the answer stands, the connection goes
+                self._keep_alive = False
+            else:
+                self._fail(UpstreamProtocolError(f"the upstream's answer is not valid HTTP: {exc}"))
             self._transport_close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -487,6 +490,8 @@ class UpstreamPool:
         if reusable and not self._closed:
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
+        elif reusable:
+            conn._transport_close()  # the pool was closed while it was in use: never left open
         self._free_slot()
 
     async def _wait_for_slot(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
