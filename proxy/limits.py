@@ -35,7 +35,7 @@ from proxy.headers import is_trusted
 from proxy.locks import KeyedLocks
 from store.base import Store
 from store.errors import StoreError
-from store.limits import LimitDecision, LimitRule, LimitState, advance
+from store.limits import LimitAttempt, LimitDecision, LimitRule, LimitState, advance
 from store.validation import normalise_identifier
 
 PURGE_EVERY = 600.0  # seconds between deletions of finished counters
@@ -145,14 +145,33 @@ class Limiter:
         store = self._store_or_none()
         if store is None:
             return ticket
-        decision = await self._attempt(store, ticket.ip_key, self._login_ip)
+        # The address's attempt and the account's, counted together: both or, when either is
+        # refused, neither (one store call per login).
+        decision = await self._attempt_all(store, [
+            LimitAttempt(ticket.ip_key, self._login_ip),
+            LimitAttempt(ticket.account_key, self._login_account, subject),
+        ])  # fmt: skip
         if not decision.allowed:
-            raise Throttled(decision.retry_after)
-        decision = await self._attempt(store, ticket.account_key, self._login_account, subject)
-        if not decision.allowed:
-            await self._quietly(store.limit_refund(ticket.ip_key))
             raise Throttled(decision.retry_after)
         return ticket
+
+    async def _attempt_all(self, store: Store, attempts: list[LimitAttempt]) -> LimitDecision:
+        now = self._clock()
+        try:
+            return await store.limit_attempts(attempts, now=now)
+        except StoreError as exc:
+            log.event("limits.counted_locally", error=type(exc).__name__)
+        # SECURITY: the store being down must not lift the limit: count in this process.
+        counted: list[str] = []
+        decision = LimitDecision(True, 0.0, 0)
+        for attempt in attempts:
+            decision = self._local_attempt(attempt.key, attempt.rule, now)
+            if not decision.allowed:
+                for key in counted:
+                    self._local_refund(key)
+                break
+            counted.append(attempt.key)
+        return decision
 
     async def _attempt(
         self, store: Store, key: str, rule: LimitRule, subject: str | None = None
@@ -187,16 +206,16 @@ class Limiter:
         """The login was right: the account's count starts again, the address's attempt is
         taken back."""
         if store := self._store_or_none():
-            await self._quietly(store.limit_clear([ticket.account_key]))
-            await self._quietly(store.limit_refund(ticket.ip_key))
+            await self._quietly(
+                store.limit_settle(clear=[ticket.account_key], refund=[ticket.ip_key])
+            )
             self._local_refund(ticket.account_key, clear=True)
             self._local_refund(ticket.ip_key)
 
     async def login_unjudged(self, ticket: LoginTicket) -> None:
         """Nobody judged the password (upstream down, pool full): take the attempt back."""
         if store := self._store_or_none():
-            await self._quietly(store.limit_refund(ticket.account_key))
-            await self._quietly(store.limit_refund(ticket.ip_key))
+            await self._quietly(store.limit_settle(refund=[ticket.account_key, ticket.ip_key]))
             self._local_refund(ticket.account_key)
             self._local_refund(ticket.ip_key)
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from store.limits import LimitDecision, LimitRule
+from store.limits import LimitAttempt, LimitDecision, LimitRule
 
 SOURCES = ("login", "reset", "signup", "import", "admin")
 MODES = ("migrate", "cutover")
@@ -278,8 +278,20 @@ class Store(Protocol):
         """Count one attempt on ``key`` under ``rule`` atomically across replicas (a blocked
         key's attempt is refused and not counted); ``subject`` tags the account it is about."""
 
+    async def limit_attempts(
+        self, attempts: Sequence[LimitAttempt], *, now: float
+    ) -> LimitDecision:
+        """Count ``attempts`` together in one transaction: all, or none when one is refused
+        (the first refusal is returned; else the last decision). One store call per login."""
+
     async def limit_refund(self, key: str) -> None:
         """Take one attempt back off ``key`` (it turned out to succeed); a block stays."""
+
+    async def limit_settle(
+        self, *, clear: Sequence[str] = (), refund: Sequence[str] = ()
+    ) -> None:
+        """Delete the counters ``clear`` and take one attempt back off each of ``refund``, in
+        one transaction (how a login's attempts are settled)."""
 
     async def limit_clear(self, keys: Sequence[str] = (), *, subject: str | None = None) -> int:
         """Delete the counters ``keys`` and every counter of ``subject``; return how many."""

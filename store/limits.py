@@ -8,7 +8,7 @@ of parallel attempts cannot slip more through than the rule allows.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 MAX_DOUBLINGS = 30  # 2**30 blocks are far past any cap; keeps the float finite
@@ -71,6 +71,32 @@ def advance(
     version = 0 if state is None else state.version + 1
     new = LimitState(count, start, blocked_until, version)
     return new, LimitDecision(True, 0.0, count)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitAttempt:
+    """One attempt to count: on ``key`` under ``rule``; ``subject`` tags the account."""
+
+    key: str
+    rule: LimitRule
+    subject: str | None = None
+
+
+def advance_together(
+    attempts: Sequence[LimitAttempt], states: Mapping[str, LimitState], now: float
+) -> tuple[list[tuple[LimitAttempt, LimitState]], LimitDecision]:
+    """``advance`` each attempt's counter in order (``states`` by key, absent when new): the
+    counters to write, and the last decision. The first refusal stops it with nothing to
+    write, so that attempts counted together are counted all or none."""
+    writes: list[tuple[LimitAttempt, LimitState]] = []
+    decision = LimitDecision(True, 0.0, 0)
+    for attempt in attempts:
+        new, decision = advance(states.get(attempt.key), attempt.rule, now)
+        if not decision.allowed:
+            return [], decision
+        if new is not None:
+            writes.append((attempt, new))
+    return writes, decision
 
 
 CAS_TRIES = 20  # parallel attempts on one key each win a round; past this the key is contended

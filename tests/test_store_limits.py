@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from store.base import Store
-from store.limits import LimitRule, LimitState, advance
+from store.limits import LimitAttempt, LimitRule, LimitState, advance
 
 BRUTE = LimitRule(threshold=3, window=3600.0, block=10.0, block_max=40.0)
 RATE = LimitRule(threshold=2, window=60.0)
@@ -111,3 +111,44 @@ async def test_purge_drops_only_finished_counters(store: Store) -> None:
     assert await store.limit_purge(T0 + 5) == 1
     assert not (await store.limit_attempt("blocked", BRUTE, now=T0 + 5)).allowed
     assert (await store.limit_attempt("new", RATE, now=T0 + 101)).count == 2
+
+
+async def test_attempts_counted_together_are_all_or_none(store: Store) -> None:
+    """A login's two counters in one call: both counted, or neither when one is refused."""
+    pair = [LimitAttempt("addr", BRUTE), LimitAttempt("acct", RATE, subject="alice")]
+    first = await store.limit_attempts(pair, now=T0)
+    second = await store.limit_attempts(pair, now=T0)
+    assert (first.allowed, second.allowed, second.count) == (True, True, 2)
+    third = await store.limit_attempts(pair, now=T0 + 1)  # the account's rate limit is spent
+    assert not third.allowed and third.retry_after == pytest.approx(59.0)
+    # The refusal counted nothing: the address is still at two, and alice's key is hers.
+    assert (await store.limit_attempt("addr", BRUTE, now=T0 + 1)).count == 3
+    assert await store.limit_clear(subject="alice") == 1
+
+
+async def test_a_burst_of_paired_attempts_lets_exactly_the_threshold_through(
+    store: Store, make_store: Callable[[], Store]
+) -> None:
+    """Forty paired attempts at once from two replicas: the address's three, no more."""
+    other = make_store()
+    await other.open()
+    try:
+        decisions = await asyncio.gather(*(
+            s.limit_attempts(
+                [LimitAttempt("burst-ip", BRUTE), LimitAttempt(f"acct-{i}", BRUTE)], now=T0
+            )
+            for i, s in enumerate([store, other] * 20)
+        ))  # fmt: skip
+    finally:
+        await other.close()
+    assert sum(d.allowed for d in decisions) == 3
+
+
+async def test_settle_clears_and_refunds_in_one_call(store: Store) -> None:
+    """A right password: the account's counter goes, the address's attempt is taken back."""
+    for _ in range(2):
+        await store.limit_attempts([LimitAttempt("ip", BRUTE), LimitAttempt("acct", BRUTE)], now=T0)
+    await store.limit_settle(clear=["acct"], refund=["ip", "absent"])
+    assert (await store.limit_attempt("ip", BRUTE, now=T0)).count == 2
+    assert (await store.limit_attempt("acct", BRUTE, now=T0)).count == 1
+    await store.limit_settle()  # nothing to do

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from store import limits
-from store.limits import LimitDecision, LimitRule, LimitState
-from store.sqlite.connection import SQLiteConnection
+from store.limits import LimitAttempt, LimitDecision, LimitRule, LimitState
+from store.sqlite.connection import SQLiteConnection, transaction
+
+_REFUND = "UPDATE limits SET count = max(count - 1, 0), version = version + 1 WHERE key = ?"
+# A counter written under the write lock: a new row, or the row as advanced (subject kept).
+_UPSERT = (
+    "INSERT INTO limits (count, window_start, blocked_until, version, key, subject)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET count = excluded.count,"
+    " window_start = excluded.window_start, blocked_until = excluded.blocked_until,"
+    " version = excluded.version"
+)
 
 
 class SQLiteLimits(SQLiteConnection):
@@ -43,12 +53,49 @@ class SQLiteLimits(SQLiteConnection):
 
         return await limits.apply(load, write, rule, now)
 
+    async def limit_attempts(
+        self, attempts: Sequence[LimitAttempt], *, now: float
+    ) -> LimitDecision:
+        """Count ``attempts`` together: read, advance and write under SQLite's write lock
+        (``BEGIN IMMEDIATE``), so no compare-and-swap is needed; one hop to SQLite's thread."""
+        keys = [a.key for a in attempts]
+        marks = ", ".join("?" * len(keys))
+        select = (
+            "SELECT key, count, window_start, blocked_until, version"  # noqa: S608
+            f" FROM limits WHERE key IN ({marks})"
+        )
+
+        def count(conn: sqlite3.Connection) -> LimitDecision:
+            def work() -> LimitDecision:
+                states = {r[0]: LimitState(*r[1:]) for r in conn.execute(select, keys)}
+                writes, decision = limits.advance_together(attempts, states, now)
+                conn.executemany(_UPSERT, [
+                    (new.count, new.window_start, new.blocked_until, new.version, a.key, a.subject)
+                    for a, new in writes
+                ])  # fmt: skip
+                return decision
+
+            return transaction(conn, work)
+
+        return await self._in_thread(count)
+
+    async def limit_settle(
+        self, *, clear: Sequence[str] = (), refund: Sequence[str] = ()
+    ) -> None:
+        """Delete ``clear`` and take one attempt back off each of ``refund``: one transaction."""
+
+        def settle(conn: sqlite3.Connection) -> None:
+            def work() -> None:
+                conn.executemany("DELETE FROM limits WHERE key = ?", [(k,) for k in clear])
+                conn.executemany(_REFUND, [(k,) for k in refund])
+
+            transaction(conn, work)
+
+        await self._in_thread(settle)
+
     async def limit_refund(self, key: str) -> None:
         """Take one attempt back off ``key`` (it turned out to succeed); a block stays."""
-        await self._fetch(
-            "UPDATE limits SET count = max(count - 1, 0), version = version + 1 WHERE key = ?",
-            (key,),
-        )
+        await self._fetch(_REFUND, (key,))
 
     async def limit_clear(self, keys: Sequence[str] = (), *, subject: str | None = None) -> int:
         """Delete the counters ``keys`` and every counter of ``subject``; return how many."""
