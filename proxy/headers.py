@@ -245,7 +245,6 @@ def rewrite_cookie_domain(value: str, upstream: str, public: str) -> str:
     return ";".join(attributes)
 
 
-_REWRITTEN = ("Location", "Set-Cookie", "Refresh", "Content-Location")
 _REWRITERS = {
     "location": rewrite_url,
     "content-location": rewrite_url,
