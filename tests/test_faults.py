@@ -180,12 +180,16 @@ async def test_sigkill_during_captures_loses_no_acknowledged_user(
         except aiohttp.ClientError:
             pass  # cut off by the kill: not acknowledged
 
-    async with aiohttp.ClientSession() as client:
-        tasks = [asyncio.create_task(capture(client, i)) for i in range(200)]
-        await asyncio.wait_for(enough.wait(), 30)
-        os.kill(process.pid, signal.SIGKILL)
+    try:
+        async with aiohttp.ClientSession() as client:
+            tasks = [asyncio.create_task(capture(client, i)) for i in range(200)]
+            await asyncio.wait_for(enough.wait(), 30)
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            await asyncio.gather(*tasks)
+    finally:
+        process.kill()  # also when the captures never got going: no process outlives the test
         process.wait()
-        await asyncio.gather(*tasks)
     assert 20 <= len(acknowledged) < 200  # the kill really landed mid-run
 
     users = stored(db)
