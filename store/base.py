@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,15 @@ def new_user_id() -> str:
 
 def utc_day(now: dt.datetime | None = None) -> str:
     """Return the UTC day (YYYY-MM-DD) counters are kept under."""
-    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
+    if now is not None:
+        return now.strftime("%Y-%m-%d")
+    second = int(time.time())
+    if second != _today[0]:  # every login asks: formatted once a second
+        _today[:] = [second, dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%d")]
+    return str(_today[1])
+
+
+_today: list[int | str] = [-1, ""]
 
 
 @dataclass(frozen=True, slots=True)

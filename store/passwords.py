@@ -50,6 +50,11 @@ class PasswordPool:
             parallelism=params.parallelism,
             type=Type.ID,
         )
+        # The PHC head argon2-cffi writes for these parameters, and its salt's and digest's
+        # base64 lengths: a hash that matches them needs no rehash, without parsing it.
+        p = self._hasher
+        self._current_head = f"$argon2id$v=19$m={p.memory_cost},t={p.time_cost},p={p.parallelism}$"
+        self._current_lengths = (-(-p.salt_len * 4 // 3), -(-p.hash_len * 4 // 3))
         self.workers = workers or os.cpu_count() or 1
         self._limit = self.workers + queue_limit
         self._executor = ThreadPoolExecutor(
@@ -117,6 +122,10 @@ class PasswordPool:
 
     def needs_rehash(self, phc: str) -> bool:
         """Return whether ``phc`` was made with other parameters than this pool's."""
+        if phc.startswith(self._current_head):  # every login asks: the common case first
+            salt, sep, digest = phc[len(self._current_head) :].partition("$")
+            if sep and (len(salt), len(digest)) == self._current_lengths:
+                return False
         try:
             return self._hasher.check_needs_rehash(phc)
         except (Argon2Error, ValueError):
