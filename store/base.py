@@ -293,9 +293,6 @@ class Store(Protocol):
         """Count ``attempts`` together in one transaction: all, or none when one is refused
         (the first refusal is returned; else the last decision). One store call per login."""
 
-    async def limit_refund(self, key: str) -> None:
-        """Take one attempt back off ``key`` (it turned out to succeed); a block stays."""
-
     async def limit_settle(
         self, *, clear: Sequence[str] = (), refund: Sequence[str] = ()
     ) -> None:

@@ -81,9 +81,9 @@ async def test_two_replicas_share_one_count(store: Store, make_store: Callable[[
 async def test_refund_takes_an_attempt_back(store: Store) -> None:
     """A refunded attempt does not count towards the threshold."""
     await store.limit_attempt("r", BRUTE, now=T0)
-    await store.limit_refund("r")
-    await store.limit_refund("r")  # never below zero
-    await store.limit_refund("absent")  # no row: nothing to do
+    await store.limit_settle(refund=["r"])
+    await store.limit_settle(refund=["r"])  # never below zero
+    await store.limit_settle(refund=["absent"])  # no row: nothing to do
     counts = [(await store.limit_attempt("r", BRUTE, now=T0)).count for _ in range(2)]
     assert counts == [1, 2]
 

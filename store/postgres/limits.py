@@ -107,13 +107,6 @@ class PostgresLimits(PostgresConnection):
 
         await self._run(settle)
 
-    async def limit_refund(self, key: str) -> None:
-        """Take one attempt back off ``key`` (it turned out to succeed); a block stays."""
-        sql = (
-            "UPDATE limits SET count = GREATEST(count - 1, 0), version = version + 1 WHERE key = $1"
-        )
-        await self._run(lambda c: c.execute(sql, key))
-
     async def limit_clear(self, keys: Sequence[str] = (), *, subject: str | None = None) -> int:
         """Delete the counters ``keys`` and every counter of ``subject``; return how many."""
         sql = "DELETE FROM limits WHERE key = ANY($1::text[]) OR subject = $2"

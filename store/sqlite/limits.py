@@ -93,10 +93,6 @@ class SQLiteLimits(SQLiteConnection):
 
         await self._in_thread(settle)
 
-    async def limit_refund(self, key: str) -> None:
-        """Take one attempt back off ``key`` (it turned out to succeed); a block stays."""
-        await self._fetch(_REFUND, (key,))
-
     async def limit_clear(self, keys: Sequence[str] = (), *, subject: str | None = None) -> int:
         """Delete the counters ``keys`` and every counter of ``subject``; return how many."""
         marks = ", ".join("?" * len(keys))
