@@ -28,6 +28,7 @@ from proxy.routes import RouteTable, build_routes
 from proxy.services import Services
 from proxy.sessions import Sessions
 from proxy.stats import Counters
+from proxy.writebehind import WriteBehind
 from store.base import Store
 from store.factory import create_store
 from store.passwords import HashParams, PasswordPool
@@ -140,6 +141,7 @@ async def _services(
         sessions=Sessions(config.session, store),
         counters=counters,
         modes=modes,
+        login_records=(records := WriteBehind("login.records", store.record_logins)),
         known=known,
         limits=(limits := Limiter(store, config.limits, config.session.secret.value)),
         login_activity=(
@@ -153,6 +155,8 @@ async def _services(
     )
     tasks = [asyncio.create_task(modes.run()), asyncio.create_task(counters.run())]
     tasks.append(asyncio.create_task(limits.run()))  # purges finished limit counters
+    # Bookkeeping written behind the answers (proxy/writebehind.py): login counts, settlements.
+    tasks += [asyncio.create_task(w.run()) for w in (records, limits.settlements)]
     tasks.append(asyncio.create_task(activity.run(store)))  # logins for the readiness figure
     app[METRICS].counters = counters
     # Who has migrated, so that logins fail safe while the store is down (proxy/known.py).

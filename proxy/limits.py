@@ -22,7 +22,7 @@ import hmac
 import ipaddress
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from aiohttp import web
@@ -33,6 +33,7 @@ from proxy.config import LimitsConfig
 from proxy.errors import Throttled
 from proxy.headers import is_trusted
 from proxy.locks import KeyedLocks
+from proxy.writebehind import WriteBehind
 from store.base import Store
 from store.errors import StoreError
 from store.limits import LimitAttempt, LimitDecision, LimitRule, LimitState, advance
@@ -102,6 +103,11 @@ class Limiter:
         # One attempt per key at a time in this process: the store's compare-and-swap then
         # only races other processes, and a burst never exhausts its retries.
         self._locks = KeyedLocks()
+        # SECURITY: settling only ever takes attempts back, so a settlement that lands late, or
+        # is lost in a crash, leaves the limit stricter for a moment, never looser.
+        self.settlements: WriteBehind[tuple[LoginTicket, bool]] = WriteBehind(
+            "limits.settle", self._settle
+        )
         self._local: dict[str, LimitState] = {}
         c = config
         self._login_account = LimitRule(
@@ -202,22 +208,29 @@ class Limiter:
         else:
             self._local[key] = replace(state, count=state.count - 1)
 
-    async def login_succeeded(self, ticket: LoginTicket) -> None:
+    def login_succeeded(self, ticket: LoginTicket) -> None:
         """The login was right: the account's count starts again, the address's attempt is
-        taken back."""
-        if store := self._store_or_none():
-            await self._quietly(
-                store.limit_settle(clear=[ticket.account_key], refund=[ticket.ip_key])
-            )
+        taken back (in the store behind the answer: see ``settlements``)."""
+        if self._store_or_none():
+            self.settlements.add((ticket, True))
             self._local_refund(ticket.account_key, clear=True)
             self._local_refund(ticket.ip_key)
 
-    async def login_unjudged(self, ticket: LoginTicket) -> None:
+    def login_unjudged(self, ticket: LoginTicket) -> None:
         """Nobody judged the password (upstream down, pool full): take the attempt back."""
-        if store := self._store_or_none():
-            await self._quietly(store.limit_settle(refund=[ticket.account_key, ticket.ip_key]))
+        if self._store_or_none():
+            self.settlements.add((ticket, False))
             self._local_refund(ticket.account_key)
             self._local_refund(ticket.ip_key)
+
+    async def _settle(self, batch: list[tuple[LoginTicket, bool]]) -> None:
+        """Settle a batch of logins' attempts in one store transaction."""
+        if (store := self._store_or_none()) is None:
+            return
+        clear = [ticket.account_key for ticket, succeeded in batch if succeeded]
+        refund = [ticket.ip_key for ticket, _ in batch]
+        refund += [ticket.account_key for ticket, succeeded in batch if not succeeded]
+        await store.limit_settle(clear=clear, refund=refund)
 
     async def check(self, kind: str, *, ip: str, address: str | None = None) -> None:
         """Count one ``kind`` request ("reset" or "signup") from ``ip`` for ``address``.
@@ -258,11 +271,3 @@ class Limiter:
             await asyncio.sleep(PURGE_EVERY)
             with contextlib.suppress(StoreError):
                 await store.limit_purge(self._clock() - keep)
-
-    @staticmethod
-    async def _quietly(op: Awaitable[object]) -> None:
-        """Settle an attempt; a store failure here only leaves a count higher than it should be."""
-        try:
-            await op
-        except StoreError as exc:
-            log.event("limits.settle_failed", error=type(exc).__name__)

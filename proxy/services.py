@@ -17,6 +17,7 @@ from proxy.readiness import LoginActivity
 from proxy.resets import ResetQueue
 from proxy.sessions import Sessions, identity_headers
 from proxy.stats import Counters
+from proxy.writebehind import WriteBehind
 from store.base import Store, User
 from store.passwords import PasswordPool
 
@@ -30,6 +31,8 @@ class Services:
     sessions: Sessions
     counters: Counters
     modes: ModeWatcher
+    # Successful logins' counts, (user id, when), written behind the answers in batches.
+    login_records: WriteBehind[tuple[str, float]]
     capture_locks: KeyedLocks = field(default_factory=KeyedLocks)
     # Who has migrated, for logins while the store is down (replicas issue); never ready
     # unless create_app's loader filled it, and then every such login gets 503: fail safe.

@@ -268,6 +268,11 @@ class Store(Protocol):
     async def record_login(self, user_id: str, *, new_hash: str | None = None) -> None:
         """Count a successful login; replace the hash when ``new_hash`` is given (rehash)."""
 
+    async def record_logins(self, logins: Sequence[tuple[str, float]]) -> None:
+        """Count successful logins, each ``(user id, when)``, in one transaction; unknown ids
+        are skipped. The batch form of ``record_login`` without a rehash, written behind the
+        answers (proxy/writebehind.py), and on SQLite without waiting for the disk."""
+
     async def set_password(self, user_id: str, password_hash: str) -> int:
         """Replace the hash and revoke every session; return the new session epoch."""
 

@@ -39,6 +39,7 @@ async def test_first_form_login_is_captured_and_the_second_answered_locally(
     assert second.status == 302 and second.headers["Location"] == "/private/"
     assert proxy.session_cookie()
     assert len(legacy.logins()) == 1
+    await proxy.settled()  # the count is written behind the answer
     user = await proxy.svc.store.find_user("bob")
     assert user is not None and user.login_count == 1
 

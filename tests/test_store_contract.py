@@ -142,6 +142,22 @@ async def test_record_login_counts_and_keeps_the_hash(store: Store) -> None:
     assert (after.password_hash, after.session_epoch) == (HASH, 0)
 
 
+async def test_record_logins_counts_a_batch_in_one_call(store: Store) -> None:
+    """Each entry counts once, the latest time wins whatever the order, unknown ids are
+    skipped, and hash and epoch stay as they were."""
+    a = await store.insert_user(bob())
+    b = await store.insert_user(bob(email="carol@x.io", username="carol", legacy_id="18"))
+    await store.record_logins(
+        [(a.id, 1_800_000_002.0), (b.id, 1_800_000_001.0), (a.id, 1_800_000_001.0), ("0" * 32, 1.0)]
+    )
+    after_a, after_b = await stored(store, a.id), await stored(store, b.id)
+    assert (after_a.login_count, after_a.last_login_at) == (2, 1_800_000_002.0)
+    assert (after_b.login_count, after_b.last_login_at) == (1, 1_800_000_001.0)
+    assert (after_a.password_hash, after_a.session_epoch) == (HASH, 0)
+    await store.record_logins([])  # nothing to do
+    assert (await stored(store, a.id)).login_count == 2
+
+
 async def test_record_login_with_new_hash_rehashes(store: Store) -> None:
     """record_login(new_hash=...) replaces the hash without revoking sessions."""
     user = await store.insert_user(bob())

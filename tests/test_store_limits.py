@@ -152,3 +152,14 @@ async def test_settle_clears_and_refunds_in_one_call(store: Store) -> None:
     assert (await store.limit_attempt("ip", BRUTE, now=T0)).count == 2
     assert (await store.limit_attempt("acct", BRUTE, now=T0)).count == 1
     await store.limit_settle()  # nothing to do
+
+
+async def test_settle_takes_one_attempt_back_per_time_a_key_is_named(store: Store) -> None:
+    """A batch of logins from one address names its key once per login: each counts."""
+    roomy = LimitRule(threshold=10, window=3600.0, block=10.0, block_max=40.0)
+    for _ in range(4):
+        await store.limit_attempts([LimitAttempt("ip", roomy)], now=T0)
+    await store.limit_settle(refund=["ip", "ip", "ip"])
+    assert (await store.limit_attempt("ip", roomy, now=T0)).count == 2
+    await store.limit_settle(clear=["ip"], refund=["ip"])  # cleared, nothing left to refund
+    assert (await store.limit_attempt("ip", roomy, now=T0)).count == 1

@@ -118,9 +118,9 @@ async def _limited(
         return "throttled", throttled_answer(exc), None
     result = await judged()
     if result[0] in SUCCEEDED:
-        await svc.limits.login_succeeded(ticket)
+        svc.limits.login_succeeded(ticket)
     elif result[0] in UNJUDGED:
-        await svc.limits.login_unjudged(ticket)
+        svc.limits.login_unjudged(ticket)
     return result
 
 
@@ -201,10 +201,13 @@ async def _local(
         if svc.passwords.needs_rehash(user.password_hash)
         else None
     )
-    try:
-        await svc.store.record_login(user.id, new_hash=new_hash)
-    except StoreError as exc:
-        log.event("login.record_failed", user=user.id, error=type(exc).__name__)
+    if new_hash is None:
+        svc.login_records.add((user.id, time.time()))  # written behind the answer
+    else:
+        try:
+            await svc.store.record_login(user.id, new_hash=new_hash)
+        except StoreError as exc:
+            log.event("login.record_failed", user=user.id, error=type(exc).__name__)
     svc.login_activity.note(None, user)  # for the cut-over readiness figure
     next_value = _next_value(request, submitted, route)
     cookie = svc.sessions.issue(user)

@@ -21,9 +21,11 @@ _WRITE = (
     "UPDATE limits SET count = $1, window_start = $2, blocked_until = $3, version = $4"
     " WHERE key = $5"
 )
+# One attempt back per time a key is named (a batch may name one address several times).
 _REFUND_ALL = (
-    "UPDATE limits SET count = GREATEST(count - 1, 0), version = version + 1"
-    " WHERE key = ANY($1::text[])"
+    "UPDATE limits SET count = GREATEST(limits.count - r.n, 0), version = version + 1"
+    " FROM (SELECT k, count(*) AS n FROM unnest($1::text[]) AS k GROUP BY k) AS r"
+    " WHERE limits.key = r.k"
 )
 
 

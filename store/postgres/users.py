@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from store import rows
@@ -96,6 +97,14 @@ class PostgresUsers(PostgresConnection):
             " password_hash = COALESCE($3, password_hash) WHERE id = $1"
         )
         await self._run(lambda c: c.execute(sql, user_id, time.time(), new_hash))
+
+    async def record_logins(self, logins: Sequence[tuple[str, float]]) -> None:
+        """Count successful logins, each ``(user id, when)``: one transaction for them all."""
+        sql = (
+            "UPDATE users SET login_count = login_count + 1,"
+            " last_login_at = GREATEST(last_login_at, $2) WHERE id = $1"
+        )
+        await self._run(lambda c: c.executemany(sql, list(logins)))
 
     async def set_password(self, user_id: str, password_hash: str) -> int:
         """Replace the hash and revoke every session; return the new session epoch."""

@@ -185,18 +185,31 @@ async def _migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration]) 
         raise
 
 
-def transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
+def transaction(conn: sqlite3.Connection, work: Callable[[], T], *, durable: bool = True) -> T:
     """Run ``work`` (statements on ``conn``, on its thread) inside ``BEGIN IMMEDIATE`` and
-    ``COMMIT``; rolled back when it raises."""
-    conn.execute("BEGIN IMMEDIATE")
+    ``COMMIT``; rolled back when it raises.
+
+    ``durable=False`` commits without waiting for the disk (``synchronous = NORMAL``): the
+    transaction survives a crash of authshim but a power cut may undo it, never half of it,
+    and a later durable commit makes it durable too (the WAL is written in order). For
+    bookkeeping only: login counts and brute-force counters, where a power cut undoing the
+    last moment's changes costs a login count or a few attempts' worth of limit.
+    """
+    if not durable:
+        conn.execute("PRAGMA synchronous = NORMAL")
     try:
-        result = work()
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work()
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+    finally:
+        if not durable:
+            conn.execute("PRAGMA synchronous = FULL")  # SECURITY: as _prepare set it
 
 
 async def _run(

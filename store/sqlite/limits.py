@@ -75,7 +75,7 @@ class SQLiteLimits(SQLiteConnection):
                 ])  # fmt: skip
                 return decision
 
-            return transaction(conn, work)
+            return transaction(conn, work, durable=False)
 
         return await self._in_thread(count)
 
@@ -89,7 +89,7 @@ class SQLiteLimits(SQLiteConnection):
                 conn.executemany("DELETE FROM limits WHERE key = ?", [(k,) for k in clear])
                 conn.executemany(_REFUND, [(k,) for k in refund])
 
-            transaction(conn, work)
+            transaction(conn, work, durable=False)
 
         await self._in_thread(settle)
 

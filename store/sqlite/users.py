@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -9,9 +10,14 @@ from typing import Any
 from store import rows
 from store.base import NewUser, User, new_user_id
 from store.errors import UserNotFound
-from store.sqlite.connection import SQLiteConnection
+from store.sqlite.connection import SQLiteConnection, transaction
 from store.validation import normalise_identifier
 from store.values import encodable, norm, profile_json
+
+_COUNT_LOGIN = (
+    "UPDATE users SET login_count = login_count + 1,"
+    " last_login_at = max(coalesce(last_login_at, 0), ?) WHERE id = ?"
+)
 
 
 class SQLiteUsers(SQLiteConnection):
@@ -88,6 +94,15 @@ class SQLiteUsers(SQLiteConnection):
             " password_hash = COALESCE(?, password_hash) WHERE id = ?",
             (time.time(), new_hash, user_id),
         )
+
+    async def record_logins(self, logins: Sequence[tuple[str, float]]) -> None:
+        """Count successful logins, each ``(user id, when)``: one transaction for them all."""
+        args = [(at, user_id) for user_id, at in logins]
+
+        def record(conn: sqlite3.Connection) -> None:
+            transaction(conn, lambda: conn.executemany(_COUNT_LOGIN, args), durable=False)
+
+        await self._in_thread(record)
 
     async def set_password(self, user_id: str, password_hash: str) -> int:
         """Replace the hash and revoke every session; return the new session epoch."""
