@@ -22,6 +22,9 @@ from store.factory import create_store, split_schema
 
 CSV_COLUMNS = ("kind", "email", "username", "password", "wrong_password")
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+# Seeded users migrated a day before the run, as real ones did over time: not "just now",
+# which authshim's loader of who has migrated (proxy/known.py) re-reads every poll for a minute.
+MIGRATED_AGO = 86400.0
 
 
 @dataclass(frozen=True)
@@ -158,8 +161,8 @@ def seed_sqlite(path: Path, users: int, phc: str) -> None:
             " INSERT INTO users (id, legacy_id, email, username, password_hash, profile, source,"
             " created_at) SELECT lower(hex(randomblob(16))), 'm' || i, 'm' || i || ?, 'm' || i,"
             " ?, json_object('id', 'm' || i, 'email', 'm' || i || ?, 'username', 'm' || i),"
-            " 'import', CAST(strftime('%s', 'now') AS REAL) FROM n",
-            (users, "@" + DOMAIN, phc, "@" + DOMAIN),
+            " 'import', CAST(strftime('%s', 'now') AS REAL) - ? FROM n",
+            (users, "@" + DOMAIN, phc, "@" + DOMAIN, MIGRATED_AGO),
         )
     finally:
         conn.close()
@@ -182,10 +185,11 @@ async def seed_postgres(url: str, users: int, phc: str) -> None:
             "INSERT INTO users (id, legacy_id, email, username, password_hash, profile, source,"
             " created_at) SELECT md5(i::text), 'm' || i, 'm' || i || $2, 'm' || i, $3,"
             " jsonb_build_object('id', 'm' || i, 'email', 'm' || i || $2, 'username', 'm' || i),"
-            " 'import', extract(epoch FROM now()) FROM generate_series(1, $1) AS i",
+            " 'import', extract(epoch FROM now()) - $4 FROM generate_series(1, $1) AS i",
             users,
             "@" + DOMAIN,
             phc,
+            MIGRATED_AGO,
         )
         await conn.execute("ANALYZE users")
     finally:

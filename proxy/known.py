@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 from proxy import log
 from store.base import Store, User
@@ -151,11 +152,16 @@ class KnownLoader:
         self._known = known
         self._interval = interval
         self._cursor = _START  # (created_at, id) of the newest user read so far
+        self._read_at = float("-inf")  # when the last read began, by this clock
 
     async def catch_up(self) -> int:
         """Read every user created since the last read (and the overlap); return how many."""
-        seen = self._cursor
-        after = seen if seen == _START else (seen[0] - OVERLAP, "")
+        seen, started = self._cursor, time.time()
+        # A row the last read missed was committed after it began, so was created at most
+        # OVERLAP before that: re-read from there, or from the newest row when that is later.
+        # Not from OVERLAP before the newest row: after an import of users all stamped a day
+        # ago, that would re-read the whole import at every poll.
+        after = seen if seen == _START else min(seen, (self._read_at - OVERLAP, ""))
         read = 0
         while True:
             rows = await self._store.identifiers_after(after, PAGE)
@@ -178,6 +184,7 @@ class KnownLoader:
                 after = (rows[-1].created_at, rows[-1].id)
                 self._cursor = max(self._cursor, after)
             if len(rows) < PAGE:
+                self._read_at = started
                 return read
 
     async def load(self) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from typing import Any
+import time
+from typing import Any, cast
 
 from proxy.known import KnownIdentifiers, KnownLoader
 from store.base import NewUser, Store
@@ -80,6 +81,36 @@ async def test_a_row_committed_late_with_an_older_time_is_still_found(store: Sto
     assert await loader.catch_up() == 1
     assert known.may_have_migrated("late@x.io") and known.may_have_migrated("LATE")
     assert known.count == 3
+
+
+class RowCounting:
+    """The store, counting the rows the loader reads."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.rows = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def identifiers_after(self, after: tuple[float, str], limit: int) -> list[Any]:
+        found = await self._store.identifiers_after(after, limit)
+        self.rows += len(found)
+        return found
+
+
+async def test_users_imported_long_ago_are_not_read_again_at_each_catch_up(store: Store) -> None:
+    """An import stamped a day ago is read once at load, then only new users are read."""
+    day_ago = time.time() - 86400
+    users = [await store.insert_user(NewUser(f"u{i}@x.io", None, HASH)) for i in range(50)]
+    await store.upsert_users([dataclasses.replace(u, created_at=day_ago) for u in users])
+    counting = RowCounting(store)
+    loader = KnownLoader(cast(Store, counting), KnownIdentifiers(), interval=0.05)
+    await loader.load()
+    assert counting.rows == 50
+    assert await loader.catch_up() == 0 and counting.rows == 50
+    await store.insert_user(NewUser("new@x.io", None, HASH))
+    assert await loader.catch_up() == 1 and counting.rows == 51
 
 
 def test_a_reserve_after_early_captures_keeps_them() -> None:
