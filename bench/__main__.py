@@ -125,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             nginx.upstream(work / "nginx-upstream", env.upstream_port, cores.driver),
         ):
             if "logins" in only:
-                # The limit again right after: the ratio is to the higher of the two readings,
-                # so that a dip of the machine during the first one cannot flatter it.
+                # The limit read again after each window of saturated logins: each window is
+                # compared with the readings either side of it (bench/http.py).
                 again = partial(argon.all_cores, params, phc, profile.argon_seconds)
                 rows += http.local_logins(env, (limits["verify_all"], limits["per_cpu_s"]), again)
             if "capture" in only:

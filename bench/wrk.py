@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -109,6 +110,23 @@ class Result:
 
     def row(self) -> dict[str, object]:
         return dict(self.__dict__)
+
+
+def merge(results: Sequence[Result]) -> Result:
+    """Runs one after the other as one: counts added up, the median p50, the worst tails."""
+    requests, seconds = sum(r.requests for r in results), sum(r.seconds for r in results)
+    statuses: dict[str, int] = {}
+    for r in results:
+        for status, n in r.statuses.items():
+            statuses[status] = statuses.get(status, 0) + n
+    return Result(
+        requests=requests, seconds=seconds, rps=requests / seconds,
+        p50=statistics.median(r.p50 for r in results), p90=max(r.p90 for r in results),
+        p99=max(r.p99 for r in results), max=max(r.max for r in results),
+        errors=sum(r.errors for r in results), timeouts=sum(r.timeouts for r in results),
+        non_2xx=sum(r.non_2xx for r in results), statuses=statuses,
+        mib_per_s=sum(r.mib_per_s * r.seconds for r in results) / seconds,
+    )  # fmt: skip
 
 
 def login_script(path: str, *, users: int = 0, fresh_prefix: str | None = None) -> str:

@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 DEFAULT_INTERVAL = 0.1  # seconds between batches: ~10 logins' bookkeeping at 100 logins/s
 DEFAULT_LIMIT = 100_000  # items kept while the store is down, before the oldest go
+MAX_RETRY_DELAY = 8.0  # seconds between tries while the store keeps failing
 
 
 class WriteBehind(Generic[T]):
@@ -57,28 +58,34 @@ class WriteBehind(Generic[T]):
         self._pending.append(item)
         self._wanted.set()
 
-    async def flush(self) -> None:
-        """Write everything queued so far; keep it for the next batch when the store fails."""
+    async def flush(self) -> bool:
+        """Write everything queued so far; keep it for the next batch when the store fails.
+        Return whether the store took it (True when there was nothing to write)."""
         batch, self._pending = self._pending, []
         self._wanted.clear()
         if not batch:
-            return
+            return True
         try:
             await self._write(batch)
+            return True
         except StoreError as exc:
             # Older first, as they came; past the limit the oldest go, as in ``add``.
             self._pending = (batch + self._pending)[-self._limit :]
             self._wanted.set()
             log.event("writebehind.failed", batch=self.name, error=type(exc).__name__)
+            return False
 
     async def run(self) -> None:
         """Write a batch ``interval`` seconds after its first item, until cancelled; then
-        write what is left once more. Idle, it sleeps without waking."""
+        write what is left once more. Idle, it sleeps without waking; while the store fails,
+        it tries again less and less often, up to every ``MAX_RETRY_DELAY`` seconds."""
+        delay = self._interval
         try:
             while True:
                 await self._wanted.wait()
-                await asyncio.sleep(self._interval)
-                await self.flush()
+                await asyncio.sleep(delay)
+                written = await self.flush()
+                delay = self._interval if written else min(max(1.0, delay * 2), MAX_RETRY_DELAY)
         finally:
             with contextlib.suppress(StoreError):
                 await asyncio.shield(self.flush())

@@ -150,3 +150,29 @@ async def test_shutdown_writes_the_last_logins_counts(
     await server.close()  # at once: well within the interval
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT login_count FROM users").fetchall() == [(1,)]
+
+
+async def test_while_the_store_fails_tries_come_less_often() -> None:
+    """A store that is down is not asked ten times a second (nor the log written as often)."""
+    rec = Recorder()
+    rec.down = True
+    tries = 0
+    real = rec.write
+
+    async def counting(batch: list[int]) -> None:
+        nonlocal tries
+        tries += 1
+        await real(batch)
+
+    behind = WriteBehind("t", counting, interval=0.01)
+    task = asyncio.create_task(behind.run())
+    try:
+        behind.add(1)
+        await asyncio.sleep(1.5)
+        assert 1 <= tries <= 3  # at 0.01 s, then 1 s later: not 150 times
+        rec.down = False
+        await asyncio.sleep(2.5)  # the next try, at most 2 s after the last, writes it
+        assert rec.batches == [[1]] and len(behind) == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
