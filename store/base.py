@@ -301,8 +301,9 @@ class Store(Protocol):
     async def limit_settle(
         self, *, clear: Sequence[str] = (), refund: Sequence[str] = ()
     ) -> None:
-        """Delete the counters ``clear`` and take one attempt back off each of ``refund``, in
-        one transaction (how a login's attempts are settled)."""
+        """Delete the counters ``clear``, then take one attempt back off ``refund``'s counters
+        per time each is named, in one transaction (how a batch of logins' attempts is
+        settled)."""
 
     async def limit_clear(self, keys: Sequence[str] = (), *, subject: str | None = None) -> int:
         """Delete the counters ``keys`` and every counter of ``subject``; return how many."""

@@ -13,6 +13,7 @@ import pytest
 from store.base import NewUser
 from store.errors import StoreUnavailable, UserExists
 from store.factory import create_store, split_schema, sqlite_path
+from store.limits import LimitAttempt, LimitRule
 from store.schema import Migration, load_migrations, migrations_folder, pending, split_statements
 from store.sqlite import SQLiteStore
 
@@ -121,6 +122,27 @@ async def test_open_creates_the_folder_and_uses_wal(tmp_path: Path) -> None:
         assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [
             (m.version, m.name) for m in PACKAGED
         ]
+
+
+async def test_bookkeeping_skips_the_fsync_and_everything_else_keeps_it(db: SQLiteStore) -> None:
+    """Counters and login counts commit with synchronous = NORMAL; the connection is back at
+    FULL for every other write, a password change included, and after a failed one too."""
+    rule = LimitRule(threshold=5, window=60.0, block=1.0, block_max=2.0)
+
+    async def synchronous() -> int:
+        return int((await db._fetch("PRAGMA synchronous", ()))[0][0])
+
+    user = await db.insert_user(NewUser(email="bob@x.io", username="bob", password_hash=HASH))
+    assert await synchronous() == 2  # FULL
+    await db.limit_attempts([LimitAttempt("ip", rule)], now=1.0)
+    await db.record_logins([(user.id, 2.0)])
+    await db.limit_settle(refund=["ip"])
+    assert await synchronous() == 2
+    await db.set_pragma("query_only", 1)
+    with pytest.raises(StoreUnavailable):
+        await db.record_logins([(user.id, 3.0)])
+    await db.set_pragma("query_only", 0)
+    assert await synchronous() == 2
 
 
 async def test_find_user_is_an_index_lookup(db: SQLiteStore, tmp_path: Path) -> None:
