@@ -121,17 +121,19 @@ class Forwarder:
         identity: Mapping[str, str] = _NO_IDENTITY,
         body: bytes | None = None,
         cookies: Sequence[str] = (),
+        target: str | None = None,
     ) -> web.StreamResponse:
         """Pass ``request`` upstream and stream the answer back; 502/504 when the upstream fails.
 
         ``body`` replaces the client's body (already read by the caller); ``cookies`` are
-        appended to the answer as extra ``Set-Cookie`` headers.
+        appended to the answer as extra ``Set-Cookie`` headers; ``target`` (a path and query)
+        replaces the client's request target, as an intercepted route re-encodes what it read.
         """
         try:
             if _is_websocket(request):
                 return await self._websocket(request, identity)
             with self._translated():
-                upstream = await self._send(request, identity, body)
+                upstream = await self._send(request, identity, body, target)
             try:
                 return await self._relay(request, upstream, b"", upstream, cookies)
             finally:
@@ -141,16 +143,22 @@ class Forwarder:
 
     @asynccontextmanager
     async def exchange(
-        self, request: web.Request, *, body: bytes, identity: Mapping[str, str] = _NO_IDENTITY
+        self,
+        request: web.Request,
+        *,
+        body: bytes,
+        identity: Mapping[str, str] = _NO_IDENTITY,
+        target: str | None = None,
     ) -> AsyncIterator[UpstreamAnswer]:
-        """Send ``request`` with ``body`` upstream and yield the answer, body read up to
-        ``max_answer``; the upstream response stays open until the block ends.
+        """Send ``request`` with ``body`` (and ``target``, see ``forward``) upstream and yield the
+        answer, body read up to ``max_answer``; the upstream response stays open until the block
+        ends.
 
         Raises:
             UpstreamUnavailable, UpstreamTimeout: the upstream failed before the answer was read.
         """
         with self._translated():
-            upstream = await self._send(request, identity, body)
+            upstream = await self._send(request, identity, body, target)
         try:
             with self._translated():
                 prefix = await _read_at_most(upstream.content, self._config.max_answer + 1)
@@ -210,7 +218,11 @@ class Forwarder:
         )
 
     def _send(
-        self, request: web.Request, identity: Mapping[str, str], body: bytes | None
+        self,
+        request: web.Request,
+        identity: Mapping[str, str],
+        body: bytes | None,
+        target: str | None = None,
     ) -> Coroutine[Any, Any, UpstreamResponse]:
         """Send the request upstream; awaited (inside ``_translated``), the answer once its head
         is in, which the caller releases. The pool's coroutine itself: one frame less."""
@@ -223,7 +235,8 @@ class Forwarder:
             # Streamed as it arrives. A client Content-Length stays in the headers; a chunked
             # body stays chunked. Redirects are the client's business: never followed.
             data = request.content
-        return self._pool.request(request.method, self._path(request), headers, data)
+        path = self._path(request) if target is None else self._prefix + target
+        return self._pool.request(request.method, path, headers, data)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
