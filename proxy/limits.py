@@ -131,20 +131,30 @@ class Limiter:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:40]
 
     def subject(self, identifier: str) -> str:
-        """The hashed account an identifier names (email and username are two subjects)."""
+        """The hashed account an identifier names: its own, for a user authshim does not hold
+        (the legacy app's email and username are two subjects then)."""
         return self._hash("subject", normalise_identifier(identifier))
+
+    def user_subject(self, user_id: str) -> str:
+        """The hashed account of a stored user: one for their email and username alike."""
+        return self._hash("user", user_id)
 
     def _store_or_none(self) -> Store | None:
         return self._store if self.enabled else None
 
-    async def login_attempt(self, identifier: str, ip: str) -> LoginTicket:
-        """Count a login attempt on ``identifier`` from ``ip`` before any other work.
+    async def login_attempt(
+        self, identifier: str, ip: str, *, user_id: str | None = None
+    ) -> LoginTicket:
+        """Count a login attempt on ``identifier`` (the stored user ``user_id``, when it names
+        one) from ``ip`` before any password is judged.
 
         Raises:
             Throttled: the address, or this account from this address, is blocked.
         """
         group = address_group(ip)
-        subject = self.subject(identifier)
+        # SECURITY: a stored user's email and username share one count, or each would give
+        # an attacker the limit's worth of guesses again.
+        subject = self.user_subject(user_id) if user_id else self.subject(identifier)
         ticket = LoginTicket(
             self._hash("login.account", subject, group), self._hash("login.ip", group)
         )
@@ -255,13 +265,17 @@ class Limiter:
         if not decision.allowed:
             raise Throttled(decision.retry_after)
 
-    async def clear_user(self, identifiers: Iterable[str | None]) -> None:
+    async def clear_user(
+        self, identifiers: Iterable[str | None], *, user_id: str | None = None
+    ) -> None:
         """Clear every login counter of a user (a reset or an admin unblock): all addresses."""
         if (store := self._store_or_none()) is None:
             return
-        for identifier in identifiers:
-            if identifier:
-                await store.limit_clear(subject=self.subject(identifier))
+        subjects = [self.subject(i) for i in identifiers if i]
+        if user_id:
+            subjects.append(self.user_subject(user_id))
+        for subject in subjects:
+            await store.limit_clear(subject=subject)
 
     async def run(self) -> None:
         """Delete finished counters every ``PURGE_EVERY`` seconds until cancelled."""

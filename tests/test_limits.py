@@ -51,6 +51,28 @@ async def test_a_migrated_account_is_blocked_after_ten_failures_before_any_argon
     assert status == 429 and int(headers["Retry-After"]) >= 1
 
 
+async def form_login(proxy: Proxy, username: str, password: str) -> int:
+    async with proxy.client.post(
+        proxy.url("/accounts/login/"),
+        data={"username": username, "password": password},
+        allow_redirects=False,
+    ) as response:
+        await response.read()
+        return response.status
+
+
+async def test_a_stored_users_email_and_username_share_one_count(start_proxy: StartProxy) -> None:
+    """Five wrong passwords by email and five by username block the user: one count, not two."""
+    proxy = await start_proxy()
+    assert (await login(proxy, "bob@example.com", "builder-22"))[0] == 200  # captured
+    await proxy.settled()
+    for _ in range(5):
+        assert (await login(proxy, "bob@example.com", "wrong"))[0] == 401
+        assert await form_login(proxy, "BOB", "wrong") == 302  # the configured failure answer
+    assert await form_login(proxy, "bob", "builder-22") == 429
+    assert (await login(proxy, "bob@example.com", "builder-22"))[0] == 429
+
+
 async def test_throttled_logins_do_no_password_work(start_proxy: StartProxy) -> None:
     """Once blocked, further attempts never reach argon2."""
     pool = CountingPool(HashParams(time_cost=1, memory_cost=64), workers=1)

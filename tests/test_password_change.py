@@ -112,3 +112,17 @@ async def test_a_change_in_cutover_without_the_legacy_app(
         302,
         FAILED,
     )
+
+
+async def test_the_old_password_check_counts_against_the_login_limit(
+    proxy: Proxy, legacy: FakeLegacy
+) -> None:
+    """Guessing the old password of a stolen session is limited like a login: after ten wrong
+    guesses even the right one is answered 429, and the password is unchanged."""
+    await proxy.form_login("bob", "builder-22")
+    for _ in range(10):
+        assert (await post_form(proxy, PATH, change("guess", "rebuilt-333")))[:2] == (302, FAILED)
+    assert (await post_form(proxy, PATH, change("builder-22", "rebuilt-333")))[0] == 429
+    await proxy.settled()
+    proxy.client.cookie_jar.clear()
+    assert (await proxy.form_login("bob", "builder-22")).status == 429  # one count for both

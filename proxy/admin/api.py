@@ -100,7 +100,7 @@ async def patch_user(request: web.Request) -> web.Response:
         await svc.store.set_blocked(user.id, body["blocked"])
         if not body["blocked"]:
             # An unblock also lifts brute-force blocks: a lock-out is never permanent.
-            await svc.limits.clear_user([user.email, user.username])
+            await svc.limits.clear_user([user.email, user.username], user_id=user.id)
     if password is not None:
         try:
             phc = await svc.passwords.hash(password)

@@ -102,18 +102,32 @@ async def _login(
     if svc.passwords.saturated:
         # Shed before any store or limit work: under overload a 503 must cost next to nothing.
         return "overloaded", unavailable(OVERLOADED), None
+    try:
+        user: User | None = await svc.store.find_user(identifier)
+        store_down = False
+    except StoreUnavailable:
+        user, store_down = None, True
     return await _limited(
-        svc, identifier, ip, lambda: _judge(request, svc, route, submitted, identifier, password)
+        svc,
+        identifier,
+        ip,
+        lambda: _judge(request, svc, route, submitted, identifier, password, user, store_down),
+        user_id=user.id if user else None,
     )
 
 
 async def _limited(
-    svc: Services, identifier: str, ip: str, judged: Callable[[], Awaitable[Result]]
+    svc: Services,
+    identifier: str,
+    ip: str,
+    judged: Callable[[], Awaitable[Result]],
+    *,
+    user_id: str | None = None,
 ) -> Result:
     """Count the attempt before any argon2 or legacy work, then settle it by its outcome."""
     try:
         # With the store down this still counts, in this process (see proxy/limits.py).
-        ticket = await svc.limits.login_attempt(identifier, ip)
+        ticket = await svc.limits.login_attempt(identifier, ip, user_id=user_id)
     except Throttled as exc:
         return "throttled", throttled_answer(exc), None
     result = await judged()
@@ -143,10 +157,10 @@ async def _judge(
     submitted: Submitted,
     identifier: str,
     password: str,
+    user: User | None,
+    store_down: bool,
 ) -> Result:
-    try:
-        user = await svc.store.find_user(identifier)
-    except StoreUnavailable:
+    if store_down:
         # SECURITY: a user who may have migrated is never sent to the legacy app, which may
         # still accept a password changed here since; svc.known says who surely has not.
         if svc.cutover or svc.known.may_have_migrated(identifier):

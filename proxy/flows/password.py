@@ -16,7 +16,7 @@ from proxy import log
 from proxy.answers import problem, render
 from proxy.bodies import Submitted, parse_fields
 from proxy.config import PasswordChangeConfig
-from proxy.errors import BadRequestBody, WeakPassword
+from proxy.errors import BadRequestBody, Throttled, WeakPassword
 from proxy.flows.common import (
     Refusal,
     elapsed_ms,
@@ -25,6 +25,7 @@ from proxy.flows.common import (
     session_user,
     unavailable,
 )
+from proxy.limits import client_ip, throttled_answer
 from proxy.policy import check_password
 from proxy.services import Services
 from proxy.sessions import set_cookie
@@ -67,12 +68,21 @@ async def _change(request: web.Request, svc: Services, cfg: PasswordChangeConfig
             raise BadRequestBody("the two new passwords differ")
     except (BadRequestBody, WeakPassword) as exc:
         return "bad_request", problem(400, str(exc)), user.id
+    # SECURITY: the old-password check is a password oracle too: the login limits count it,
+    # on the same account (and address) as the user's logins.
+    ip = client_ip(request, svc.config.server.trusted_proxies)
+    try:
+        ticket = await svc.limits.login_attempt(user.email or user.id, ip, user_id=user.id)
+    except Throttled as exc:
+        return "throttled", throttled_answer(exc), user.id
     try:
         await svc.passwords.verify(user.password_hash, old)
     except InvalidPassword:
         return "wrong_password", render(cfg.failure), user.id
     except Overloaded:
+        svc.limits.login_unjudged(ticket)
         return "overloaded", unavailable("too many password changes at once; retry"), user.id
+    svc.limits.login_succeeded(ticket)
     try:
         phc = await svc.passwords.hash(new)
         epoch = await svc.store.set_password(user.id, phc)  # ends every session, this one too

@@ -208,7 +208,7 @@ async def _settled(svc: Services, user_id: str, email: str | None) -> None:
     svc.sessions.forget(user_id)
     user: User | None = await svc.store.get_user(user_id)
     try:
-        await svc.limits.clear_user([email, user.username if user else None])
+        await svc.limits.clear_user([email, user.username if user else None], user_id=user_id)
     except StoreError as exc:
         log.event("reset.limits_clear_failed", error=type(exc).__name__)
 
