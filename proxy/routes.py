@@ -11,6 +11,7 @@ from aiohttp import web
 from proxy.config import Config
 from proxy.flows import health, login, logout, password, reset, reset_confirm, session, signup
 from proxy.flows.common import session_user
+from proxy.pacing import FailurePace
 from proxy.services import Services
 
 Handler = Callable[[web.Request, Services], Awaitable[web.StreamResponse]]
@@ -54,7 +55,8 @@ def build_routes(config: Config) -> RouteTable:
     table = RouteTable()
     for route in config.logins:
         # Only the POST is a login; the GET renders the legacy login page (and its CSRF token).
-        table.add(("POST",), route.path, partial(login.handle, route=route))
+        pace = FailurePace(route.failure_floor)  # one per route: its own failures teach it
+        table.add(("POST",), route.path, partial(login.handle, route=route, pace=pace))
     if config.logout.path:
         table.add(("GET", "POST"), config.logout.path, logout.handle)
     table.add(("GET", "HEAD"), SESSION_PATH, session.handle)

@@ -48,6 +48,9 @@ class Answer:
     next_param: str | None = None
     json: Any = None
     status: int = 200
+    # A login's failure only: the legacy app renders it (see proxy/flows/failure.py), this
+    # answer is the fallback when it cannot.
+    from_legacy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class LoginRoute:
     profile: ProfileSource
     answer: Answer
     failure: Answer
+    failure_floor: float | None = None  # seconds; None: learned (proxy/pacing.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +81,14 @@ class LogoutConfig:
     path: str | None = None
 
 
-LOGIN_KEYS = ("path", "format", "identifier", "password", "success", "profile", "answer", "failure")
+LOGIN_KEYS = (
+    "path", "format", "identifier", "password", "success", "profile", "answer", "failure",
+    "failure_floor",
+)  # fmt: skip
 SUCCESS_KEYS = ("status", "cookie", "cookie_prefix", "json", "json_equals")
 PROFILE_SOURCE_KEYS = ("json", "fetch", "lookup", "token")
 ANSWER_KEYS = ("redirect", "next_param", "json", "status")
+FAILURE_KEYS = (*ANSWER_KEYS, "from_legacy")
 PROFILE_KEYS = ("legacy_id", "email", "username", "refresh_on_login")
 LOGOUT_KEYS = ("path",)
 OK = Answer(json={"ok": True}, status=200)
@@ -111,7 +119,8 @@ def read_logins(r: Reader, doc: Mapping[str, Any]) -> tuple[LoginRoute, ...]:
                 success=read_success(r, item),
                 profile=read_profile_source(r, item),
                 answer=read_answer(r, item, "answer", default_status=200),
-                failure=read_answer(r, item, "failure", default_status=401),
+                failure=read_answer(r, item, "failure", default_status=401, keys=FAILURE_KEYS),
+                failure_floor=_floor(r, item),
             )
             routes.append(route)
     return tuple(routes)
@@ -162,9 +171,23 @@ def read_profile_source(r: Reader, raw: Mapping[str, Any]) -> ProfileSource:
         return source
 
 
-def read_answer(r: Reader, raw: Mapping[str, Any], name: str, *, default_status: int) -> Answer:
+def _floor(r: Reader, raw: Mapping[str, Any]) -> float | None:
+    """``failure_floor``: ``"auto"`` (the default: learned) or a duration."""
+    if raw.get("failure_floor", "auto") == "auto":
+        return None
+    return r.duration(raw, "failure_floor", 0.0)
+
+
+def read_answer(
+    r: Reader,
+    raw: Mapping[str, Any],
+    name: str,
+    *,
+    default_status: int,
+    keys: tuple[str, ...] = ANSWER_KEYS,
+) -> Answer:
     """The required answer table ``name`` of ``raw``."""
-    t = r.subtable(raw, name, ANSWER_KEYS)
+    t = r.subtable(raw, name, keys)
     if t is None:
         return Answer()
     with r.section(name):
@@ -179,6 +202,7 @@ def read_answer(r: Reader, raw: Mapping[str, Any], name: str, *, default_status:
             next_param=r.optional(t, "next_param"),
             json=t.get("json"),
             status=status,
+            from_legacy=r.get(t, "from_legacy", bool, False),
         )
         if answer.redirect and answer.json is not None:
             r.error("", "takes redirect or json, not both")

@@ -33,12 +33,21 @@ Capture = Callable[[UpstreamAnswer], Awaitable[User | None]]
 
 
 async def forward_and_capture(
-    request: web.Request, svc: Services, *, raw: bytes, success: SuccessRules, capture: Capture
+    request: web.Request,
+    svc: Services,
+    *,
+    raw: bytes,
+    success: SuccessRules,
+    capture: Capture,
+    before_refusal: Callable[[], Awaitable[None]] | None = None,
 ) -> Result:
-    """Forward ``raw`` to the legacy app; when ``success`` holds, ``capture`` the user."""
+    """Forward ``raw`` to the legacy app; when ``success`` holds, ``capture`` the user.
+    ``before_refusal`` runs before a refusal is relayed (a login's failure pace)."""
     try:
         async with svc.forwarder.exchange(request, body=raw) as answer:
             if not judge(answer, success):
+                if before_refusal is not None:
+                    await before_refusal()
                 return "legacy_refused", await svc.forwarder.respond(request, answer), None
             user = await capture(answer)
             svc.known.add_user(user)  # migrated now: never forwarded while the store is down

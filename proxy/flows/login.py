@@ -34,6 +34,7 @@ from proxy.forward import UpstreamAnswer, upstream_failure
 from proxy.guards import unambiguous
 from proxy.legacy import fetch_profile, judge
 from proxy.limits import client_ip, throttled_answer
+from proxy.pacing import FailurePace, Hold
 from proxy.services import Services
 from store.base import User
 from store.errors import (
@@ -49,14 +50,21 @@ from store.validation import (
 # Outcomes that settle the counted attempt: a right password, or nobody judged it at all.
 SUCCEEDED = frozenset({"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok"})
 UNJUDGED = frozenset({"upstream_error", "overloaded", "store_error"})
+# A wrong password, told by authshim or by the legacy app, or a user nobody has.
+FAILED = frozenset({"local_failed", "blocked", "unknown_refused", "legacy_refused"})
 OVERLOADED = "too many logins at once; retry"
 UNREADABLE = "\x00unreadable"  # the account that bodies authshim cannot read are counted on
 
 
-async def handle(request: web.Request, svc: Services, route: LoginRoute) -> web.StreamResponse:
+async def handle(
+    request: web.Request, svc: Services, route: LoginRoute, pace: FailurePace
+) -> web.StreamResponse:
     """Answer one login POST and log one line about it."""
     started = time.perf_counter()
-    outcome, response, user_id = await _login(request, svc, route)
+    hold = Hold(pace, started)
+    outcome, response, user_id = await _login(request, svc, route, hold)
+    if outcome in FAILED:
+        await hold()  # SECURITY: every kind of failure answered at one pace (proxy/pacing.py)
     if outcome in ("local_ok", "rehashed") and user_id is not None:
         schedule_refresh(svc, user_id)  # profile.refresh_on_login (reset/sign-up issue)
     svc.counters.add(f"login.{outcome}")
@@ -72,7 +80,7 @@ async def handle(request: web.Request, svc: Services, route: LoginRoute) -> web.
 
 
 async def _login(
-    request: web.Request, svc: Services, route: LoginRoute
+    request: web.Request, svc: Services, route: LoginRoute, hold: Hold
 ) -> tuple[str, web.StreamResponse, str | None]:
     server = svc.config.server
     try:
@@ -111,7 +119,9 @@ async def _login(
         svc,
         identifier,
         ip,
-        lambda: _judge(request, svc, route, submitted, identifier, password, user, store_down),
+        lambda: _judge(
+            request, svc, route, submitted, identifier, password, user, store_down, hold
+        ),
         user_id=user.id if user else None,
     )
 
@@ -159,6 +169,7 @@ async def _judge(
     password: str,
     user: User | None,
     store_down: bool,
+    hold: Hold,
 ) -> Result:
     if store_down:
         # SECURITY: a user who may have migrated is never sent to the legacy app, which may
@@ -179,7 +190,9 @@ async def _judge(
             # SECURITY: an unknown user costs the same argon2 work as a wrong password.
             await _refuse(svc, password)
             return "unknown_refused", render(route.failure), None
-        return await _forward_and_capture(request, svc, route, submitted, identifier, password)
+        return await _forward_and_capture(
+            request, svc, route, submitted, identifier, password, hold
+        )
     except Overloaded:
         return (
             "overloaded",
@@ -243,6 +256,7 @@ async def _forward_and_capture(
     submitted: Submitted,
     identifier: str,
     password: str,
+    hold: Hold,
 ) -> Result:
     # Hash while the legacy app judges the password, when a thread is free: a capture then
     # adds almost no time to the login. Under load, hash after the answer, as before.
@@ -266,8 +280,9 @@ async def _forward_and_capture(
 
     try:
         return await forward_and_capture(
-            request, svc, raw=submitted.raw, success=route.success, capture=capture
-        )
+            request, svc, raw=submitted.raw, success=route.success, capture=capture,
+            before_refusal=hold,
+        )  # fmt: skip
     finally:
         if early is not None:
             _discard(early)
