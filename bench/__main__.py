@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bench import argon, http, mixed, nginx, storebench
+from bench import argon, failures, http, mixed, nginx, storebench
 from bench.procs import Cores, Missing, Sampler, free_port, need, python, started
 from bench.report import Row, machine, save, table
 from bench.seed import Argon2, seed_sqlite, shared_hash, write_csv
@@ -27,7 +27,7 @@ from bench.seed import Argon2, seed_sqlite, shared_hash, write_csv
 RESULTS = Path(__file__).resolve().parent / "results"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test?schema=bench"
 BUSY = 0.3  # cores used by other processes before the bench starts worth a warning
-SCENARIOS = ("argon2", "logins", "capture", "passthrough", "store", "mixed")
+SCENARIOS = ("argon2", "logins", "capture", "failures", "passthrough", "store", "mixed")
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows += http.local_logins(env, (limits["verify_all"], limits["per_cpu_s"]), again)
             if "capture" in only:
                 rows += http.capture(env, limits["hash_ms"])
+            if "failures" in only:
+                rows += failures.run(env)
             if "passthrough" in only:
                 rows += http.passthrough(env)
             if "mixed" in only:

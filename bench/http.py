@@ -64,13 +64,18 @@ class Authshim:
 
 @contextlib.contextmanager
 def running(
-    env: Env, name: str, *, upstream: str, cores: Sequence[int] | None = None
+    env: Env,
+    name: str,
+    *,
+    upstream: str,
+    cores: Sequence[int] | None = None,
+    failure_floor: str = "auto",
 ) -> Iterator[Authshim]:
     """``authshim serve --workers N`` with a generated config, until the block ends."""
     port = free_port()
     config = write_config(
         env.work / f"{name}.toml", port=port, upstream=upstream, store=env.store_url,
-        argon2=env.argon2,
+        argon2=env.argon2, failure_floor=failure_floor,
     )  # fmt: skip
     argv = authshim(config, env.workers)
     with started(argv, port, env.work / f"{name}.log", cores=cores) as proc:

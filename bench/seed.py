@@ -53,6 +53,7 @@ def write_config(
     argon2: Argon2,
     queue_limit: int = 64,
     hash_workers: int = 0,
+    failure_floor: str = "auto",
 ) -> Path:
     """An authshim config in front of the legacy stub (form and JSON login routes, password
     resets answered by authshim, their mail written to ``mail_folder(path.parent)``)."""
@@ -91,6 +92,7 @@ success = {{ status = [200], json = "/ok" }}
 profile = {{ json = "/user" }}
 answer = {{ json = {{ ok = true, user = "{{profile}}" }} }}
 failure = {{ status = 401, json = {{ error = "invalid credentials" }} }}
+failure_floor = {s(failure_floor)}
 
 # Password resets: the stub's look-up finds unmigrated users, so they are mailed a link and
 # migrated when they choose a password; the mail goes to a folder (no mail server), where the
