@@ -135,6 +135,17 @@ class ResetRequest:
 
 
 # --- replicas (PostgreSQL issue) ---
+@dataclass(frozen=True, slots=True)
+class PendingLogin:
+    """A legacy login that waits for its last step (a second page): who, and the argon2id hash
+    of the password the legacy app already accepted, until ``expires_at``."""
+
+    identifier: str
+    password_hash: str = field(repr=False)
+    route: str
+    expires_at: float
+
+
 class Identifiers(NamedTuple):
     """What a login can be looked up by, for one user: enough to know who has migrated."""
 
@@ -312,6 +323,15 @@ class Store(Protocol):
         """Delete counters whose window began and whose block ended before ``before``."""
 
     # --- end brute force and rate limits ---
+
+    async def pending_put(self, key_hash: str, pending: PendingLogin) -> None:
+        """Keep a login that waits for its last step, under the hash of its cookie value."""
+
+    async def pending_take(self, key_hash: str, *, now: float) -> PendingLogin | None:
+        """Remove and return the unexpired pending login under ``key_hash`` (once only)."""
+
+    async def pending_purge(self, *, now: float) -> int:
+        """Delete the pending logins that expired (abandoned); return how many."""
 
     async def get_setting(self, key: str) -> str | None:
         """Return a persisted setting (such as ``mode``)."""

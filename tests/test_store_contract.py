@@ -357,3 +357,20 @@ async def test_unencodable_profile_is_rejected_and_writes_nothing(
         )
     assert caught.value.reason == "bad_profile"
     assert await store.count_users() == 0
+
+
+async def test_a_pending_login_is_taken_once_and_expires(store: Store) -> None:
+    """A multi-step login's pending capture comes back once, never after it expired, and the
+    expired ones are purged and counted."""
+    from store.base import PendingLogin
+
+    now = time.time()
+    await store.pending_put("k1", PendingLogin("bob@x.io", HASH, "/login", now + 300))
+    await store.pending_put("k2", PendingLogin("eve@x.io", HASH, "/login", now - 1))
+    await store.pending_put("k3", PendingLogin("amy@x.io", HASH, "/login", now - 1))
+    taken = await store.pending_take("k1", now=now)
+    assert taken == PendingLogin("bob@x.io", HASH, "/login", now + 300)
+    assert await store.pending_take("k1", now=now) is None  # once only
+    assert await store.pending_take("k2", now=now) is None  # expired: gone, not returned
+    assert await store.pending_purge(now=now) == 1  # k3 was abandoned
+    assert await store.pending_purge(now=now) == 0

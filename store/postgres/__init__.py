@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from store.postgres.admin import PostgresAdmin
 from store.postgres.limits import PostgresLimits
+from store.postgres.pending import PostgresPending
 from store.postgres.replicas import PostgresReplicas
 from store.postgres.reset import PostgresReset
 from store.postgres.reset_queue import PostgresResetQueue
@@ -26,6 +27,7 @@ __all__ = ["PostgresStore"]
 
 
 class PostgresStore(
+    PostgresPending,
     PostgresUsers,
     PostgresReset,
     PostgresResetQueue,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from store.sqlite.admin import SQLiteAdmin
 from store.sqlite.limits import SQLiteLimits
+from store.sqlite.pending import SQLitePending
 from store.sqlite.replicas import SQLiteReplicas
 from store.sqlite.reset import SQLiteReset
 from store.sqlite.reset_queue import SQLiteResetQueue
@@ -29,6 +30,7 @@ __all__ = ["SQLiteStore"]
 
 
 class SQLiteStore(
+    SQLitePending,
     SQLiteUsers,
     SQLiteReset,
     SQLiteResetQueue,
