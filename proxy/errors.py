@@ -3,7 +3,9 @@
 AuthshimError           root; never raised itself
 ├── ConfigError         the config has problems; ``problems`` lists each, naming its key
 ├── BadRequestBody      an intercepted request's body cannot be read as the route expects
-│   └── AmbiguousBody   credentials given twice: never forwarded, always 400
+│   ├── AmbiguousBody   some framework could read a credential or routing field otherwise:
+│   │                   never forwarded, always 400 (proxy/reading)
+│   └── UnreadableBody  not in the route's format and names no credential or routing field
 ├── Throttled           brute-force protection or a rate limit refused it (answered 429)
 ├── ForbiddenOrigin     a form login posted from another site (answered 403)
 ├── UpstreamError       the legacy app could not be reached or answered badly
@@ -36,7 +38,15 @@ class BadRequestBody(AuthshimError):
 
 
 class AmbiguousBody(BadRequestBody):
-    """A credential field is repeated, so another parser could read another user from it."""
+    """Some parser could read another credential or routing value from the request.
+
+    The message names the rule that refused it, never a value.
+    """
+
+
+class UnreadableBody(BadRequestBody):
+    """The body is not in the route's format, and no parser could find a credential or
+    routing field in it: in mode migrate it may be forwarded unchanged."""
 
 
 class Throttled(AuthshimError):
