@@ -346,8 +346,10 @@ async def test_an_upstream_sign_up_is_a_legacy_user_without_the_prefix(
 
 @pytest.mark.parametrize("value", ["", " x", "a\r\nX-Admin: 1", "é:", 7, "x" * 65])
 def test_a_bad_local_prefix_is_a_config_error(value: Any) -> None:
-    """identity.local_prefix must be printable ASCII (it goes into header values): else an
-    error naming the key."""
+    """identity.local_prefix is an option beside the headers; it must be printable ASCII (it
+    goes into header values), else an error naming the key."""
+    config = make_config("http://127.0.0.1:9", "sqlite:///x.db", local_prefix("authshim:"))
+    assert config.identity_prefix == "authshim:" and len(config.identity) == 2
     with pytest.raises(ConfigError, match=r"identity\.local_prefix"):
         make_config("http://127.0.0.1:9", "sqlite:///x.db", local_prefix(value))
 
