@@ -56,7 +56,8 @@ class Services:
         """The identity headers the upstream gets for ``user`` (none without a session)."""
         if user is None:
             return {}
-        return identity_headers(user, self.config.identity, self.config.profile)
+        config = self.config
+        return identity_headers(user, config.identity, config.profile, config.identity_prefix)
 
     async def session_user(self, cookies: dict[str, str] | None) -> User | None:
         """The user whose valid session cookie the request carries, if any."""

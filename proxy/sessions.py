@@ -152,15 +152,24 @@ class Sessions:
 
 
 def identity_headers(
-    user: User, identity: tuple[tuple[str, str], ...], profile_map: ProfileMap
+    user: User,
+    identity: tuple[tuple[str, str], ...],
+    profile_map: ProfileMap,
+    local_prefix: str = "",
 ) -> dict[str, str]:
-    """The configured identity headers for ``user``, with the legacy profile's original case."""
+    """The configured identity headers for ``user``, with the legacy profile's original case;
+    ``local_prefix`` goes before each value of a user authshim created itself (a local
+    sign-up or an admin's user: source ``signup`` or ``admin`` with no legacy id)."""
+    # SECURITY: such a user has no legacy record, so a legacy app that still trusts these
+    # headers must never take them for a legacy user who has the same name.
+    created_here = user.source in ("signup", "admin") and not user.legacy_id
+    prefix = local_prefix if created_here else ""
     headers: dict[str, str] = {}
     for header, source in identity:
         value = _identity_value(user, source, profile_map)
         if value is not None:
             # SECURITY: a profile value must not be able to inject a header line.
-            headers[header] = _UNSAFE_VALUE.sub("", value)
+            headers[header] = prefix + _UNSAFE_VALUE.sub("", value)
     return headers
 
 

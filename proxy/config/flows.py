@@ -61,6 +61,9 @@ class SignupConfig:
     fields: tuple[str, ...] = ()
     success: SuccessRules | None = None
     profile: ProfileSource | None = None
+    # When the legacy look-up guards a local sign-up: "always" (both modes, since the legacy
+    # app may still trust identity headers after cut-over) or "migrate" (mode migrate only).
+    legacy_check: str = "always"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +90,11 @@ RESET_KEYS = (
 )  # fmt: skip
 SIGNUP_KEYS = (
     "path", "format", "handler", "email", "username", "password", "fields", "answer",
-    "conflict", "success", "profile",
+    "conflict", "success", "profile", "legacy_check",
 )  # fmt: skip
 PASSWORD_CHANGE_KEYS = ("path", "format", "old", "new", "confirm", "answer", "failure")
 POLICY_KEYS = ("min_length", "max_length")
+LEGACY_CHECKS = ("always", "migrate")
 
 
 def read_lookup(r: Reader, doc: Mapping[str, Any]) -> LookupConfig | None:
@@ -191,6 +195,7 @@ def read_signup(r: Reader, doc: Mapping[str, Any]) -> SignupConfig | None:
             fields=tuple(fields),
             success=read_success(r, t) if upstream else None,
             profile=read_profile_source(r, t) if upstream else None,
+            legacy_check=r.choice(t, "legacy_check", LEGACY_CHECKS),
         )
 
 

@@ -51,6 +51,7 @@ from proxy.config.sessions import (
     PasswordConfig,
     SessionConfig,
     read_identity,
+    read_identity_prefix,
     read_limits,
     read_passwords,
     read_session,
@@ -77,6 +78,8 @@ class Config:
     mail: MailConfig | None = None
     signup: SignupConfig | None = None
     password_change: PasswordChangeConfig | None = None
+    # identity.local_prefix: before the identity header values of users authshim created.
+    identity_prefix: str = ""
     policy: PolicyConfig = PolicyConfig()  # noqa: RUF009
     limits: LimitsConfig = LimitsConfig()  # noqa: RUF009
 
@@ -108,6 +111,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         mail=read_mail(r, raw),
         signup=read_signup(r, raw),
         password_change=read_password_change(r, raw),
+        identity_prefix=read_identity_prefix(r, raw),
         policy=read_policy(r, raw),
         limits=read_limits(r, raw),
     )
@@ -144,6 +148,12 @@ def _check_features(r: Reader, config: Config) -> None:
     if config.signup and config.signup.handler == "local" and migrate and config.lookup is None:
         r.error("signup.handler", "'local' in mode migrate needs [lookup], so that nobody signs "
                 "up again under a legacy user's email or username")  # fmt: skip
+    elif config.signup and config.signup.legacy_check == "always" and config.lookup is None:
+        # SECURITY: after cut-over too, a sign-up (always local then) must not take a legacy
+        # user's name while the legacy app still trusts the identity headers.
+        r.error("signup.legacy_check", "'always' (the default) needs [lookup]; set 'migrate' "
+                "only when the legacy app no longer trusts identity headers after cut-over, "
+                "or no legacy user is left unmigrated")  # fmt: skip
     if config.profile.refresh_on_login and config.lookup is None:
         r.error("profile.refresh_on_login", "needs [lookup]")
     for i, route in enumerate(config.logins):
@@ -208,7 +218,7 @@ ALL_KEYS: tuple[str, ...] = (
     "mail.poll", "mail.retry_min", "mail.retry_max",
     "signup.path", "signup.format", "signup.handler", "signup.email", "signup.username",
     "signup.password", "signup.fields", "signup.answer", "signup.conflict", "signup.success",
-    "signup.profile",
+    "signup.profile", "signup.legacy_check", "identity.local_prefix",
     "password_change.path", "password_change.format", "password_change.old",
     "password_change.new", "password_change.confirm", "password_change.answer",
     "password_change.failure",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from proxy.config.reader import TOKEN, Reader, Secret
 
 IDENTITY_FIELDS = ("id", "legacy_id", "email", "username")
+LOCAL_PREFIX = "local_prefix"  # the one key of [identity] that is not a header
+_PREFIX = re.compile(r"[!-~]([ -~]{0,62}[!-~])?")
 MIN_SECRET_LENGTH = 32
 
 
@@ -102,6 +105,8 @@ def read_identity(r: Reader, doc: Mapping[str, Any]) -> tuple[tuple[str, str], .
     pairs: list[tuple[str, str]] = []
     with r.section("identity"):
         for header, source in raw.items():
+            if header == LOCAL_PREFIX:
+                continue  # an option, not a header: read by read_identity_prefix
             if not TOKEN.match(header):
                 r.error(header, "is not a valid header name")
             elif not isinstance(source, str) or not (
@@ -111,6 +116,25 @@ def read_identity(r: Reader, doc: Mapping[str, Any]) -> tuple[tuple[str, str], .
             else:
                 pairs.append((header, source))
     return tuple(pairs)
+
+
+def read_identity_prefix(r: Reader, doc: Mapping[str, Any]) -> str:
+    """``identity.local_prefix``: put before the identity header values of users authshim
+    created itself (``""``: none)."""
+    raw = doc.get("identity", {})
+    if not isinstance(raw, dict) or LOCAL_PREFIX not in raw:
+        return ""
+    with r.section("identity"):
+        prefix = raw[LOCAL_PREFIX]
+        if not isinstance(prefix, str):
+            r.error(LOCAL_PREFIX, f"must be a string, got {prefix!r}")
+            return ""
+        # SECURITY: the prefix goes into header values; nothing in it may end a header line.
+        if not _PREFIX.fullmatch(prefix):
+            r.error(LOCAL_PREFIX, "must be 1 to 64 printable ASCII characters, not starting or "
+                    f"ending with a space, such as 'authshim:', got {prefix!r}")  # fmt: skip
+            return ""
+        return prefix
 
 
 def read_passwords(r: Reader, doc: Mapping[str, Any]) -> PasswordConfig:

@@ -1,10 +1,17 @@
 """A sign-up's story: nobody may sign up under an email or username that exists anywhere.
 
-``handler = "local"``: authshim checks the input, its store and (mode ``migrate``) the legacy
-look-up by email and by username; a user who exists anywhere gets the conflict answer, anyone
-else is created (source ``signup``) and answered like a login, with a session.
-``handler = "upstream"``: the legacy app signs the user up and authshim captures the user when
-it accepts, as at a login. In cut-over the legacy app is never asked: sign-up is local.
+``handler = "local"``: authshim checks the input (a username is never an email address: no
+``@``), then each of the new email and username against both columns of its store and both
+legacy look-ups (by email, by username); a user who exists anywhere gets the conflict answer,
+anyone else is created (source ``signup``) and answered like a login, with a session. The
+look-up is asked in both modes (``signup.legacy_check = "always"``, since the legacy app still
+trusts identity headers after cut-over) or in mode ``migrate`` only (``"migrate"``); when it
+should be asked and cannot be, nobody is created (503).
+``handler = "upstream"``: the same username rule, the store and the cross look-ups (the new
+email as a legacy username, the new username as a legacy email: the legacy app checks its own
+columns) guard the forward; the legacy app signs the user up and authshim captures the user
+when it accepts, as at a login. In cut-over the legacy app is never asked to sign anyone up:
+sign-up is local.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from store.validation import (
     validate_capture,
 )
 
+LOOKUP_FAILED = "cannot check the legacy site for an existing account now; retry"
+
 
 async def handle(request: web.Request, svc: Services, cfg: SignupConfig) -> web.StreamResponse:
     """Answer one sign-up POST and log one line about it."""
@@ -66,6 +75,11 @@ async def _signup(request: web.Request, svc: Services, cfg: SignupConfig) -> Res
         return refused.outcome, refused.response, None
     if cfg.handler == "upstream" and not svc.cutover:
         return await _upstream(request, svc, cfg, raw)
+    return await _local(request, svc, cfg, raw)
+
+
+async def _local(request: web.Request, svc: Services, cfg: SignupConfig, raw: bytes) -> Result:
+    """Check the sign-up everywhere and create the user here."""
     try:
         submitted = Submitted(raw, parse_fields(raw, cfg.format, request.content_type))
         email, password = submitted.text(cfg.email), submitted.text(cfg.password)
@@ -84,13 +98,14 @@ async def _signup(request: web.Request, svc: Services, cfg: SignupConfig) -> Res
             ProfileFields(None, email, username),
             requires_username=svc.config.migration.requires_username,
         )
+        _check_username(fields.username)
         check_password(password, svc.config.policy)
     except RejectedCapture as exc:
         return "invalid", problem(400, _explain(exc)), None
     except WeakPassword as exc:
         return "weak_password", problem(400, str(exc)), None
     try:
-        taken = await _taken(svc, fields)
+        taken = await _taken(svc, fields, _legacy_checks(svc, cfg, fields))
         if taken:
             return f"conflict.{taken}", render(cfg.conflict), None
         phc = await svc.passwords.hash(password)
@@ -104,8 +119,7 @@ async def _signup(request: web.Request, svc: Services, cfg: SignupConfig) -> Res
         return "invalid", problem(400, _explain(exc)), None
     except LookupFailed:
         # SECURITY: a look-up that failed is no "not found": no user is created on a guess.
-        message = "cannot check the legacy site for an existing account now; retry"
-        return "lookup_error", unavailable(message), None
+        return "lookup_error", unavailable(LOOKUP_FAILED), None
     except Overloaded:
         return "overloaded", unavailable("too many sign-ups at once; retry"), None
     except StoreError:
@@ -122,24 +136,55 @@ def _explain(exc: RejectedCapture) -> str:
     return "the submitted fields cannot be stored"
 
 
-async def _taken(svc: Services, fields: ProfileFields) -> str | None:
-    """Where the email or username already exists (``store`` or ``legacy``), else None.
+def _check_username(username: str | None) -> None:
+    """Refuse a username that could be taken for an email address.
 
     Raises:
-        LookupFailed: mode migrate, and the legacy look-up failed or is not configured.
+        RejectedCapture: ``bad_username``, the (normalised) username holds an ``@``.
+    """
+    # SECURITY: the store and the login find a user by email or username alike, so a username
+    # equal to somebody's email would catch their logins and their reset mail.
+    if username and "@" in username:
+        raise RejectedCapture("bad_username", "must not contain @ (an email address)")
+
+
+# Which legacy look-up to ask about which value: ("email", v) asks by_email, ("username", v)
+# asks by_username.
+Checks = list[tuple[str, str]]
+
+
+def _legacy_checks(svc: Services, cfg: SignupConfig, fields: ProfileFields) -> Checks | None:
+    """Every value against both legacy look-ups, or None when the legacy app is not asked
+    (cut-over with ``signup.legacy_check = "migrate"``)."""
+    if svc.cutover and cfg.legacy_check != "always":
+        return None
+    values = [value for value in (fields.email, fields.username) if value]
+    return [(kind, value) for value in values for kind in ("email", "username")]
+
+
+async def _taken(svc: Services, fields: ProfileFields, checks: Checks | None) -> str | None:
+    """Where the email or username already exists (``store`` or ``legacy``), else None.
+
+    Each value is looked up in the store (either column, normalised), then ``checks`` in the
+    legacy look-ups that are configured.
+
+    Raises:
+        LookupFailed: the legacy look-up should be asked and failed or is not configured.
     """
     for value in (fields.email, fields.username):
         if value and await svc.store.find_user(value) is not None:
             return "store"
-    if svc.cutover:
+    if checks is None:
         return None
     lookup = svc.lookup
     if lookup is None:
+        # SECURITY: without the look-up nobody can tell this name is not a legacy user's.
         raise LookupFailed("no [lookup] is configured to check the legacy app")
-    if fields.email and lookup.by_email_enabled and await lookup.by_email(fields.email):
-        return "legacy"
-    if fields.username and lookup.by_username_enabled and await lookup.by_username(fields.username):
-        return "legacy"
+    for kind, value in checks:
+        if kind == "email" and lookup.by_email_enabled and await lookup.by_email(value):
+            return "legacy"
+        if kind == "username" and lookup.by_username_enabled and await lookup.by_username(value):
+            return "legacy"
     return None
 
 
@@ -166,8 +211,26 @@ async def _upstream(request: web.Request, svc: Services, cfg: SignupConfig, raw:
         submitted = Submitted(raw, parse_fields(raw, cfg.format, request.content_type))
         email = normalise_identifier(submitted.text(cfg.email))
         password = submitted.text(cfg.password)
+        username = submitted.optional(cfg.username) if cfg.username else None
     except BadRequestBody:
         return "forwarded_unread", await forward_raw(request, svc, raw), None
+    fields = ProfileFields(None, email or None, normalise_identifier(username or "") or None)
+    try:
+        _check_username(fields.username)
+    except RejectedCapture as exc:
+        return "invalid", problem(400, _explain(exc)), None
+    # The legacy app checks its own columns; what it cannot see is a stored user, and its own
+    # users across the columns (the new email as a username, the new username as an email).
+    cross = [("username", fields.email), ("email", fields.username)]
+    checks = [(kind, value) for kind, value in cross if value] if svc.lookup else None
+    try:
+        taken = await _taken(svc, fields, checks)
+    except LookupFailed:
+        return "lookup_error", unavailable(LOOKUP_FAILED), None
+    except StoreError:
+        return "store_error", unavailable("the user store is unavailable"), None
+    if taken:
+        return f"conflict.{taken}", render(cfg.conflict), None
     profile_source = cfg.profile
 
     async def capture(answer: UpstreamAnswer) -> User | None:
