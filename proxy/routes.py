@@ -8,9 +8,9 @@ from functools import partial
 
 from aiohttp import web
 
-from proxy.config import Config
+from proxy.config import Config, ResetConfig
 from proxy.flows import health, login, logout, password, reset, reset_confirm, session, signup
-from proxy.flows.common import session_user
+from proxy.flows.common import NO_ROUTING, Routing, session_user
 from proxy.pacing import FailurePace
 from proxy.services import Services
 
@@ -53,21 +53,44 @@ class RouteTable:
 def build_routes(config: Config) -> RouteTable:
     """Every route authshim answers itself, from the config."""
     table = RouteTable()
+    shared = shared_reset(config)
     for route in config.logins:
         # Only the POST is a login; the GET renders the legacy login page (and its CSRF token).
         pace = FailurePace(route.failure_floor)  # one per route: its own failures teach it
-        table.add(("POST",), route.path, partial(login.handle, route=route, pace=pace))
+        routing = NO_ROUTING
+        if shared is not None and normalise_path(shared.request_path) == normalise_path(
+            route.path
+        ):
+            names = tuple(name for name, _ in shared.request_query)
+            routing = Routing(names, avoid=(shared.request_query,))
+        handler = partial(login.handle, route=route, pace=pace, routing=routing)
+        table.add(("POST",), route.path, handler)
     if config.logout.path:
         table.add(("GET", "POST"), config.logout.path, logout.handle)
     table.add(("GET", "HEAD"), SESSION_PATH, session.handle)
     table.add(("GET", "HEAD"), health.HEALTH_PATH, health.handle)
     _add_account_routes(table, config)
-    if (cfg := config.reset) is not None and cfg.request_query:
+    if (cfg := shared) is not None:
         # Added last, over the path's other route (WordPress's wp-login.php is also the login).
         other = table.match("POST", cfg.request_path) or passthrough
-        ours = partial(reset.handle, cfg=cfg)
+        here = normalise_path(cfg.request_path)
+        # SECURITY: the login's password field in a reset body means the legacy app may judge
+        # a password there (its own routing may read the body): refused by the reset flow.
+        foreign = tuple(
+            r.password for r in config.logins
+            if normalise_path(r.path) == here and r.password != cfg.email
+        )  # fmt: skip
+        names = tuple(name for name, _ in cfg.request_query)
+        routing = Routing(names, want=cfg.request_query, foreign=foreign)
+        ours = partial(reset.handle, cfg=cfg, routing=routing)
         table.add(("POST",), cfg.request_path, by_query(cfg.request_query, ours, other))
     return table
+
+
+def shared_reset(config: Config) -> ResetConfig | None:
+    """The reset route that shares its path with another, told apart by its query, if any."""
+    cfg = config.reset
+    return cfg if cfg is not None and cfg.request_query else None
 
 
 def by_query(wanted: tuple[tuple[str, str], ...], handler: Handler, other: Handler) -> Handler:

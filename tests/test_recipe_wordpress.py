@@ -236,3 +236,44 @@ async def _logged(site: Site, line: str, count: int) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"apache2 logged {site.requests(line)} of {count} {line!r}")
+
+
+@pytest.mark.parametrize("extra", ["&+log=carol", "&log%00x=carol", "&%20%20log=carol"])
+async def test_a_second_spelling_of_log_cannot_capture_another_user(
+    site: Site, tmp_path: Path, extra: str
+) -> None:
+    """Real PHP reads `` log`` and ``log\\0x`` as ``log``, the last one winning: WordPress
+    checked carol while a naive proxy captured bob with carol's password (seen on the old
+    main). authshim refuses the request before WordPress hears of it."""
+    async with running(_config(site, tmp_path)) as proxy:
+        async with proxy.client.get(proxy.url("/wp-login.php")) as page:
+            await page.read()
+        body = f"log=bob&pwd={USERS['carol']}&testcookie=1{extra}"
+        before = site.requests("POST /wp-login.php")
+        async with proxy.client.post(
+            proxy.url("/wp-login.php"), data=body.encode(), allow_redirects=False,
+            headers={"Origin": origin(proxy),
+                     "Content-Type": "application/x-www-form-urlencoded"},
+        ) as response:  # fmt: skip
+            await response.read()
+        assert response.status == 400
+        assert site.requests("POST /wp-login.php") == before
+        assert await proxy.svc.store.find_user("bob") is None
+
+
+async def test_a_login_posted_to_the_lost_password_route_is_refused(
+    site: Site, tmp_path: Path
+) -> None:
+    """``?action=lostpassword`` with ``action=login`` in the body: wp-login.php takes
+    ``$_REQUEST['action']``, where the body wins, and checks the password, uncounted by the
+    limits; authshim refuses the disagreement."""
+    async with running(_config(site, tmp_path)) as proxy:
+        before = site.requests("POST /wp-login.php")
+        async with proxy.client.post(
+            proxy.url("/wp-login.php?action=lostpassword"),
+            data={"action": "login", "log": "bob", "pwd": "guess-1", "user_login": "bob"},
+            allow_redirects=False, headers={"Origin": origin(proxy)},
+        ) as response:  # fmt: skip
+            await response.read()
+        assert response.status == 400
+        assert site.requests("POST /wp-login.php") == before

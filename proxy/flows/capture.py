@@ -37,14 +37,16 @@ async def forward_and_capture(
     svc: Services,
     *,
     raw: bytes,
+    target: str,
     success: SuccessRules,
     capture: Capture,
     before_refusal: Callable[[], Awaitable[None]] | None = None,
 ) -> Result:
-    """Forward ``raw`` to the legacy app; when ``success`` holds, ``capture`` the user.
+    """Forward ``raw`` (the body as authshim read it, re-encoded) to ``target`` (the route's
+    path and re-encoded query); when ``success`` holds, ``capture`` the user.
     ``before_refusal`` runs before a refusal is relayed (a login's failure pace)."""
     try:
-        async with svc.forwarder.exchange(request, body=raw) as answer:
+        async with svc.forwarder.exchange(request, body=raw, target=target) as answer:
             if not judge(answer, success):
                 if before_refusal is not None:
                     await before_refusal()

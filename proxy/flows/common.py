@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from proxy import log
 from proxy.answers import problem
 from proxy.bodies import BodyTooLarge, read_body
+from proxy.errors import AmbiguousBody, UnreadableBody
 from proxy.guards import same_site
+from proxy.reading import Reading, read_request
 from proxy.services import Services
 from store.base import User
 from store.errors import StoreError
@@ -52,6 +57,80 @@ async def read_intercepted(
         raise Refusal("body_timeout", problem(408, "the body did not arrive in time")) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """The fields that choose between intercepted routes sharing one path (wp-login.php's
+    ``action``): their names, the values this route needs (``want``), the value sets that send
+    a request to another route of the path (``avoid``), and the credential fields of those
+    other routes (``foreign``), which a request to this one must not carry."""
+
+    names: tuple[str, ...] = ()
+    want: tuple[tuple[str, str], ...] = ()
+    avoid: tuple[tuple[tuple[str, str], ...], ...] = ()
+    foreign: tuple[str, ...] = ()
+
+    def mine(self, values: Mapping[str, str]) -> bool:
+        """Whether the routing fields authshim read (query and body agreeing) name this route."""
+        if any(values.get(name) != value for name, value in self.want):
+            return False
+        return not any(all(values.get(n) == v for n, v in other) for other in self.avoid)
+
+
+NO_ROUTING = Routing()
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """An intercepted request as authshim read it: ``reading``, or None when the body is not
+    in the route's format and no framework could read a credential from it (``raw`` may then
+    be forwarded as it came); ``target`` is what goes upstream: the route's path and the
+    re-encoded query."""
+
+    raw: bytes = field(repr=False)
+    reading: Reading | None
+    target: str
+    unread: str = ""  # why the body could not be read
+
+
+async def read_route(
+    request: web.Request,
+    svc: Services,
+    *,
+    path: str,
+    fmt: str,
+    credentials: Iterable[str],
+    routing: Iterable[str] = (),
+    forms_same_site: bool = True,
+) -> Read:
+    """Read an intercepted request once, the one way every mainstream framework agrees on
+    (``proxy/reading``).
+
+    Raises:
+        Refusal: as ``read_intercepted``, or 400 when a framework could read a credential or
+            routing field otherwise than authshim (logged with the rule, counted).
+    """
+    raw = await read_intercepted(request, svc, fmt, forms_same_site=forms_same_site)
+    query = request.rel_url.raw_query_string
+    try:
+        reading = read_request(
+            raw, content_type=request.headers.get(hdrs.CONTENT_TYPE, ""), query=query,
+            fmt=fmt, credentials=credentials, routing=routing,
+        )  # fmt: skip
+    except AmbiguousBody as exc:
+        # SECURITY: forwarded, this request could name one user to authshim and another to
+        # the legacy app; refused, it names nobody.
+        svc.counters.add("reading.refused")
+        log.event("reading.refused", route=path, reason=str(exc))
+        raise Refusal("ambiguous", problem(400, str(exc))) from None
+    except UnreadableBody as exc:
+        return Read(raw, None, _target(path, query), unread=str(exc))
+    return Read(raw, reading, _target(path, reading.query))
+
+
+def _target(path: str, query: str) -> str:
+    return f"{path}?{query}" if query else path
+
+
 def elapsed_ms(started: float) -> float:
     """Milliseconds since ``started`` (a ``time.perf_counter()``), for the log line."""
     return round((time.perf_counter() - started) * 1000, 1)
@@ -70,10 +149,24 @@ async def session_user(request: web.Request, svc: Services) -> User | None:
         return None
 
 
-async def forward_raw(request: web.Request, svc: Services, raw: bytes) -> web.StreamResponse:
-    """Forward a request whose body was already read, unchanged, with the session's identity."""
+async def forward_read(request: web.Request, svc: Services, read: Read) -> web.StreamResponse:
+    """Forward an intercepted request as authshim read it (re-encoded), with the session's
+    identity; a body it could not read (and that names no credential) goes as it came."""
     user = await session_user(request, svc)
-    return await svc.forwarder.forward(request, body=raw, identity=svc.identity(user))
+    body = read.reading.body if read.reading is not None else read.raw
+    return await svc.forwarder.forward(
+        request, body=body, identity=svc.identity(user), target=read.target
+    )
+
+
+async def forward_reading(
+    request: web.Request, svc: Services, reading: Reading, target: str
+) -> web.StreamResponse:
+    """Forward an intercepted request as authshim read it, with the session's identity."""
+    user = await session_user(request, svc)
+    return await svc.forwarder.forward(
+        request, body=reading.body, identity=svc.identity(user), target=target
+    )
 
 
 def put_pointer(doc: dict[str, Any], pointer: str | None, value: Any) -> dict[str, Any]:

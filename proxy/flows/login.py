@@ -6,15 +6,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
 from proxy import log
 from proxy.answers import problem, render
-from proxy.bodies import Submitted, parse_fields
 from proxy.config import LoginRoute
 from proxy.errors import (
-    AmbiguousBody,
     BadRequestBody,
     LookupFailed,
     ProfileError,
@@ -23,18 +22,22 @@ from proxy.errors import (
 )
 from proxy.flows.capture import Result, capture_user, forward_and_capture
 from proxy.flows.common import (
+    NO_ROUTING,
+    Read,
     Refusal,
-    forward_raw,
-    read_intercepted,
+    Routing,
+    forward_reading,
+    read_route,
     session_user,
     unavailable,
 )
+from proxy.flows.failure import failure_answer
 from proxy.flows.identity import schedule_refresh
 from proxy.forward import UpstreamAnswer, upstream_failure
-from proxy.guards import unambiguous
 from proxy.legacy import fetch_profile, judge
 from proxy.limits import client_ip, throttled_answer
 from proxy.pacing import FailurePace, Hold
+from proxy.reading import Reading
 from proxy.services import Services
 from store.base import User
 from store.errors import (
@@ -57,12 +60,16 @@ UNREADABLE = "\x00unreadable"  # the account that bodies authshim cannot read ar
 
 
 async def handle(
-    request: web.Request, svc: Services, route: LoginRoute, pace: FailurePace
+    request: web.Request,
+    svc: Services,
+    route: LoginRoute,
+    pace: FailurePace,
+    routing: Routing = NO_ROUTING,
 ) -> web.StreamResponse:
     """Answer one login POST and log one line about it."""
     started = time.perf_counter()
     hold = Hold(pace, started)
-    outcome, response, user_id = await _login(request, svc, route, hold)
+    outcome, response, user_id = await _login(request, svc, route, hold, routing)
     if outcome in FAILED:
         await hold()  # SECURITY: every kind of failure answered at one pace (proxy/pacing.py)
     if outcome in ("local_ok", "rehashed") and user_id is not None:
@@ -80,32 +87,38 @@ async def handle(
 
 
 async def _login(
-    request: web.Request, svc: Services, route: LoginRoute, hold: Hold
+    request: web.Request, svc: Services, route: LoginRoute, hold: Hold, routing: Routing
 ) -> tuple[str, web.StreamResponse, str | None]:
     server = svc.config.server
     try:
-        # SECURITY: a form login from another site is login CSRF (the attacker's account).
-        raw = await read_intercepted(request, svc, route.format)
+        # SECURITY: a form login from another site is login CSRF (the attacker's account);
+        # a body or query a framework could read as another user is refused (one reading).
+        read = await read_route(
+            request, svc, path=route.path, fmt=route.format,
+            credentials=(route.identifier, route.password), routing=routing.names,
+        )  # fmt: skip
     except Refusal as refused:
         return refused.outcome, refused.response, None
     ip = client_ip(request, server.trusted_proxies)
+    reading = read.reading
+    if reading is not None and not routing.mine(reading.routing):
+        # SECURITY: the body routes it elsewhere (wp-login.php's action): the legacy app would
+        # not judge it as the login authshim would count.
+        return "ambiguous", problem(400, "the request's fields route it to another form"), None
     try:
-        submitted = Submitted(raw, parse_fields(raw, route.format, request.content_type))
-        # SECURITY: a repeated credential could be read as another user by the legacy app.
-        unambiguous(raw, route.format, (route.identifier, route.password))
-        identifier = normalise_identifier(submitted.text(route.identifier))
-        password = submitted.text(route.password)
+        if reading is None:
+            raise BadRequestBody(read.unread)
+        identifier = normalise_identifier(reading.text(route.identifier))
+        password = reading.text(route.password)
         if not identifier or not password:
             raise BadRequestBody("the identifier and the password must not be empty")
-    except AmbiguousBody as exc:
-        return "ambiguous", problem(400, str(exc)), None
     except BadRequestBody as exc:
         if svc.cutover:
             return "bad_request", problem(400, str(exc)), None
-        # The legacy app answers a body authshim cannot read, exactly as it did before, but
-        # SECURITY: under limits of its own, or such bodies would be a way around them.
+        # No framework reads a credential from it either (proxy/reading): the legacy app
+        # answers it as before, SECURITY: under limits of its own all the same.
         return await _limited(
-            svc, UNREADABLE, ip, lambda: _forward_unread(request, svc, route, raw)
+            svc, UNREADABLE, ip, lambda: _forward_unread(request, svc, route, read)
         )
     if svc.passwords.saturated:
         # Shed before any store or limit work: under overload a 503 must cost next to nothing.
@@ -120,7 +133,8 @@ async def _login(
         identifier,
         ip,
         lambda: _judge(
-            request, svc, route, submitted, identifier, password, user, store_down, hold
+            request, svc, route, reading, read.target, identifier, password, user, store_down,
+            hold,
         ),
         user_id=user.id if user else None,
     )
@@ -149,11 +163,14 @@ async def _limited(
 
 
 async def _forward_unread(
-    request: web.Request, svc: Services, route: LoginRoute, raw: bytes
+    request: web.Request, svc: Services, route: LoginRoute, read: Read
 ) -> Result:
     user = await session_user(request, svc)
+    body = read.reading.body if read.reading is not None else read.raw
     try:
-        async with svc.forwarder.exchange(request, body=raw, identity=svc.identity(user)) as answer:
+        async with svc.forwarder.exchange(
+            request, body=body, identity=svc.identity(user), target=read.target
+        ) as answer:
             outcome = "forwarded_unread_ok" if judge(answer, route.success) else "forwarded_unread"
             return outcome, await svc.forwarder.respond(request, answer), None
     except UpstreamError as exc:
@@ -164,7 +181,8 @@ async def _judge(
     request: web.Request,
     svc: Services,
     route: LoginRoute,
-    submitted: Submitted,
+    reading: Reading,
+    target: str,
     identifier: str,
     password: str,
     user: User | None,
@@ -181,17 +199,18 @@ async def _judge(
                 None,
             )
         # Fail safe: the legacy app can still answer; nothing is captured meanwhile.
-        return "store_down_forwarded", await forward_raw(request, svc, submitted.raw), None
+        forwarded = await forward_reading(request, svc, reading, target)
+        return "store_down_forwarded", forwarded, None
 
     try:
         if user is not None:
-            return await _local(request, svc, route, submitted, user, password)
+            return await _local(request, svc, route, reading, target, user, password, hold)
         if svc.cutover:
             # SECURITY: an unknown user costs the same argon2 work as a wrong password.
             await _refuse(svc, password)
             return "unknown_refused", render(route.failure), None
         return await _forward_and_capture(
-            request, svc, route, submitted, identifier, password, hold
+            request, svc, route, reading, target, identifier, password, hold
         )
     except Overloaded:
         return (
@@ -212,16 +231,20 @@ async def _local(
     request: web.Request,
     svc: Services,
     route: LoginRoute,
-    submitted: Submitted,
+    reading: Reading,
+    target: str,
     user: User,
     password: str,
+    hold: Hold,
 ) -> tuple[str, web.StreamResponse, str | None]:
     try:
         await svc.passwords.verify(user.password_hash, password)
     except InvalidPassword:
-        return "local_failed", render(route.failure), user.id
+        failed = await failure_answer(request, svc, route, reading, target, hold)
+        return "local_failed", failed, user.id
     if user.blocked:
-        return "blocked", render(route.failure), user.id
+        failed = await failure_answer(request, svc, route, reading, target, hold)
+        return "blocked", failed, user.id
     # argon2-cffi's recipe: verify, then rehash when the configured parameters changed.
     new_hash = (
         await svc.passwords.hash(password)
@@ -236,24 +259,26 @@ async def _local(
         except StoreError as exc:
             log.event("login.record_failed", user=user.id, error=type(exc).__name__)
     svc.login_activity.note(None, user)  # for the cut-over readiness figure
-    next_value = _next_value(request, submitted, route)
+    next_value = _next_value(reading, route)
     cookie = svc.sessions.issue(user)
     answer = render(route.answer, next_value=next_value, profile=user.profile, cookies=[cookie])
     return ("rehashed" if new_hash else "local_ok"), answer, user.id
 
 
-def _next_value(request: web.Request, submitted: Submitted, route: LoginRoute) -> str | None:
+def _next_value(reading: Reading, route: LoginRoute) -> str | None:
     name = route.answer.next_param
     if not name:
         return None
-    return request.query.get(name) or submitted.optional(name)
+    # The query as authshim read it (re-encoded), then the body.
+    return dict(parse_qsl(reading.query)).get(name) or reading.optional(name)
 
 
 async def _forward_and_capture(
     request: web.Request,
     svc: Services,
     route: LoginRoute,
-    submitted: Submitted,
+    reading: Reading,
+    target: str,
     identifier: str,
     password: str,
     hold: Hold,
@@ -280,8 +305,8 @@ async def _forward_and_capture(
 
     try:
         return await forward_and_capture(
-            request, svc, raw=submitted.raw, success=route.success, capture=capture,
-            before_refusal=hold,
+            request, svc, raw=reading.body, target=target, success=route.success,
+            capture=capture, before_refusal=hold,
         )  # fmt: skip
     finally:
         if early is not None:

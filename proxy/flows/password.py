@@ -14,14 +14,13 @@ from aiohttp import web
 
 from proxy import log
 from proxy.answers import problem, render
-from proxy.bodies import Submitted, parse_fields
 from proxy.config import PasswordChangeConfig
 from proxy.errors import BadRequestBody, Throttled, WeakPassword
 from proxy.flows.common import (
     Refusal,
     elapsed_ms,
-    forward_raw,
-    read_intercepted,
+    forward_read,
+    read_route,
     session_user,
     unavailable,
 )
@@ -49,8 +48,9 @@ async def handle(
 
 
 async def _change(request: web.Request, svc: Services, cfg: PasswordChangeConfig) -> Result:
+    names = (cfg.old, cfg.new, *((cfg.confirm,) if cfg.confirm else ()))
     try:
-        raw = await read_intercepted(request, svc, cfg.format)
+        read = await read_route(request, svc, path=cfg.path, fmt=cfg.format, credentials=names)
     except Refusal as refused:
         return refused.outcome, refused.response, None
     user = await session_user(request, svc)
@@ -58,9 +58,10 @@ async def _change(request: web.Request, svc: Services, cfg: PasswordChangeConfig
         if svc.cutover:
             return "no_session", render(cfg.failure), None
         # Not migrated (or not logged in through authshim): the legacy app's business.
-        return "forwarded", await forward_raw(request, svc, raw), None
+        return "forwarded", await forward_read(request, svc, read), None
     try:
-        submitted = Submitted(raw, parse_fields(raw, cfg.format, request.content_type))
+        if (submitted := read.reading) is None:
+            raise BadRequestBody(read.unread)
         old, new = submitted.text(cfg.old), submitted.text(cfg.new)
         again = submitted.text(cfg.confirm) if cfg.confirm else new
         check_password(new, svc.config.policy)

@@ -18,14 +18,15 @@ from aiohttp import web
 
 from proxy import log
 from proxy.answers import problem, render
-from proxy.bodies import Submitted, parse_fields
 from proxy.config import Config, ResetConfig
 from proxy.errors import BadRequestBody, LookupFailed, Throttled
 from proxy.flows.common import (
+    NO_ROUTING,
     Refusal,
+    Routing,
     elapsed_ms,
-    forward_raw,
-    read_intercepted,
+    forward_read,
+    read_route,
     unavailable,
 )
 from proxy.limits import client_ip, throttled_answer
@@ -41,10 +42,12 @@ MAIL_KIND = "reset"
 Issued = tuple[str, NewResetToken | None, NewMail | None]
 
 
-async def handle(request: web.Request, svc: Services, cfg: ResetConfig) -> web.StreamResponse:
+async def handle(
+    request: web.Request, svc: Services, cfg: ResetConfig, routing: Routing = NO_ROUTING
+) -> web.StreamResponse:
     """Answer one reset request and log one line about it."""
     started = time.perf_counter()
-    outcome, response = await _request(request, svc, cfg)
+    outcome, response = await _request(request, svc, cfg, routing)
     svc.counters.add(f"reset.request.{outcome}")
     log.event(
         "reset.request", route=cfg.request_path, outcome=outcome, status=response.status,
@@ -54,22 +57,35 @@ async def handle(request: web.Request, svc: Services, cfg: ResetConfig) -> web.S
 
 
 async def _request(
-    request: web.Request, svc: Services, cfg: ResetConfig
+    request: web.Request, svc: Services, cfg: ResetConfig, routing: Routing
 ) -> tuple[str, web.StreamResponse]:
     try:
         # A reset request only mails the address's owner: no same-site check for forms.
-        raw = await read_intercepted(request, svc, cfg.format, forms_same_site=False)
+        read = await read_route(
+            request, svc, path=cfg.request_path, fmt=cfg.format,
+            credentials=(cfg.email, *routing.foreign), routing=routing.names,
+            forms_same_site=False,
+        )  # fmt: skip
     except Refusal as refused:
         return refused.outcome, refused.response
+    submitted = read.reading
+    if submitted is not None and (
+        not routing.mine(submitted.routing)
+        or any(submitted.optional(name) is not None for name in routing.foreign)
+    ):
+        # SECURITY: a login's fields (wp-login.php's pwd) or a routing field that sends it to
+        # the login: the legacy app could judge a password here that no limit counts.
+        return "ambiguous", problem(400, "the request carries another form's fields")
     try:
-        submitted = Submitted(raw, parse_fields(raw, cfg.format, request.content_type))
+        if submitted is None:
+            raise BadRequestBody(read.unread)
         email = normalise_identifier(submitted.text(cfg.email))
         if not email:
             raise BadRequestBody(f"the field {cfg.email!r} must not be empty")
     except BadRequestBody as exc:
         if svc.cutover:
             return "bad_request", problem(400, str(exc))
-        return "forwarded_unread", await forward_raw(request, svc, raw)
+        return "forwarded_unread", await forward_read(request, svc, read)
     try:
         await svc.limits.check("reset", ip=client_ip(request, svc.config.server.trusted_proxies),
                                address=email)  # fmt: skip
@@ -85,7 +101,7 @@ async def _request(
         except StoreUnavailable:
             known = False  # fail safe: the legacy app can still handle its own reset
         if not known:
-            return "forwarded", await forward_raw(request, svc, raw)
+            return "forwarded", await forward_read(request, svc, read)
     # SECURITY: queue, answer, work after: one row for every request, so that the answer says
     # nothing and takes the same time whether or not anyone has this email.
     assert svc.resets is not None  # create_app makes the queue with [reset]

@@ -23,7 +23,6 @@ from aiohttp import web
 
 from proxy import log
 from proxy.answers import problem, render
-from proxy.bodies import Submitted, parse_fields
 from proxy.config import SignupConfig
 from proxy.errors import (
     BadRequestBody,
@@ -33,17 +32,19 @@ from proxy.errors import (
 )
 from proxy.flows.capture import Result, capture_user, forward_and_capture
 from proxy.flows.common import (
+    Read,
     Refusal,
     elapsed_ms,
-    forward_raw,
+    forward_read,
     put_pointer,
-    read_intercepted,
+    read_route,
     unavailable,
 )
 from proxy.forward import UpstreamAnswer
 from proxy.legacy import fetch_profile
 from proxy.limits import client_ip, throttled_answer
 from proxy.policy import check_password
+from proxy.reading import Reading
 from proxy.services import Services
 from store.base import NewUser, User
 from store.errors import Overloaded, RejectedCapture, StoreError, UserExists
@@ -69,19 +70,23 @@ async def handle(request: web.Request, svc: Services, cfg: SignupConfig) -> web.
 
 
 async def _signup(request: web.Request, svc: Services, cfg: SignupConfig) -> Result:
+    names = (cfg.email, cfg.password, *((cfg.username,) if cfg.username else ()))
     try:
-        raw = await read_intercepted(request, svc, cfg.format)
+        read = await read_route(
+            request, svc, path=cfg.path, fmt=cfg.format, credentials=names
+        )
     except Refusal as refused:
         return refused.outcome, refused.response, None
     if cfg.handler == "upstream" and not svc.cutover:
-        return await _upstream(request, svc, cfg, raw)
-    return await _local(request, svc, cfg, raw)
+        return await _upstream(request, svc, cfg, read)
+    return await _local(request, svc, cfg, read)
 
 
-async def _local(request: web.Request, svc: Services, cfg: SignupConfig, raw: bytes) -> Result:
+async def _local(request: web.Request, svc: Services, cfg: SignupConfig, read: Read) -> Result:
     """Check the sign-up everywhere and create the user here."""
     try:
-        submitted = Submitted(raw, parse_fields(raw, cfg.format, request.content_type))
+        if (submitted := read.reading) is None:
+            raise BadRequestBody(read.unread)
         email, password = submitted.text(cfg.email), submitted.text(cfg.password)
         username = submitted.optional(cfg.username) if cfg.username else None
     except BadRequestBody as exc:
@@ -189,7 +194,7 @@ async def _taken(svc: Services, fields: ProfileFields, checks: Checks | None) ->
 
 
 def _profile(
-    svc: Services, submitted: Submitted, cfg: SignupConfig, email: str, username: str | None
+    svc: Services, submitted: Reading, cfg: SignupConfig, email: str, username: str | None
 ) -> dict[str, Any]:
     """The stored profile: the allowed extra fields, then email and username where
     ``[profile]`` points, as typed."""
@@ -204,16 +209,18 @@ def _profile(
     return profile
 
 
-async def _upstream(request: web.Request, svc: Services, cfg: SignupConfig, raw: bytes) -> Result:
+async def _upstream(request: web.Request, svc: Services, cfg: SignupConfig, read: Read) -> Result:
     """Forward to the legacy sign-up; capture the user when the legacy app accepts."""
     assert cfg.success is not None and cfg.profile is not None  # the config requires them
     try:
-        submitted = Submitted(raw, parse_fields(raw, cfg.format, request.content_type))
+        if (submitted := read.reading) is None:
+            raise BadRequestBody(read.unread)
         email = normalise_identifier(submitted.text(cfg.email))
         password = submitted.text(cfg.password)
         username = submitted.optional(cfg.username) if cfg.username else None
     except BadRequestBody:
-        return "forwarded_unread", await forward_raw(request, svc, raw), None
+        # Names no credential any framework would read: the legacy app's business.
+        return "forwarded_unread", await forward_read(request, svc, read), None
     fields = ProfileFields(None, email or None, normalise_identifier(username or "") or None)
     try:
         _check_username(fields.username)
@@ -246,4 +253,7 @@ async def _upstream(request: web.Request, svc: Services, cfg: SignupConfig, raw:
             validate=True,
         )
 
-    return await forward_and_capture(request, svc, raw=raw, success=cfg.success, capture=capture)
+    return await forward_and_capture(
+        request, svc, raw=submitted.body, target=read.target, success=cfg.success,
+        capture=capture,
+    )  # fmt: skip
