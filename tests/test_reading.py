@@ -289,6 +289,14 @@ def test_malformed_json_or_odd_credential_values_are_refused(body: str) -> None:
         jsonb(body)
 
 
+def test_utf16_json_naming_a_credential_is_ambiguous() -> None:
+    """Python's json.loads(bytes), behind Flask's get_json, reads UTF-16: it may name email."""
+    body = '{"email":"v","password":"p"}'.encode("utf-16")
+    assert json.loads(body)["email"] == "v"
+    with pytest.raises(AmbiguousBody):
+        jsonb(body)
+
+
 @pytest.mark.parametrize("body", [b"", b"[1,2]", b"{", b"\xff\xfe", b"null"])
 def test_json_that_names_no_credential_is_unreadable(body: bytes) -> None:
     """Broken or non-object JSON naming no field may be forwarded unchanged (UnreadableBody)."""

@@ -151,9 +151,13 @@ class Touch:
 
     def may_name(self, raw: bytes) -> bool:
         """Whether some parser could find a configured field somewhere in ``raw``."""
-        text = unescape(raw.decode("utf-8", "replace").replace("+", " "))
-        folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-        return any(target in folded for target in self._cores)
+        # NULs dropped too: Python's json.loads(bytes) (Flask, Django views) reads UTF-16/32.
+        for data in (raw, raw.replace(b"\x00", b"")):
+            text = unescape(data.decode("utf-8", "replace").replace("+", " "))
+            folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+            if any(target in folded for target in self._cores):
+                return True
+        return False
 
 
 def form_name(field: str) -> str:
