@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 _SEGMENTS = re.compile(r"[\[\].]")
@@ -118,6 +119,12 @@ def _readings(name: str) -> set[str]:
     return readings
 
 
+@lru_cache(maxsize=4096)  # a site's forms use a few dozen names; NFKC is the costly part
+def name_cores(name: str) -> frozenset[str]:
+    """The cores of every reading some framework could make of ``name``."""
+    return frozenset(core(reading) for reading in _readings(name))
+
+
 def last_segment(field: str) -> str:
     """The last ``[ ] .`` segment of a form name, or the last token of a JSON pointer."""
     if field.startswith("/"):
@@ -145,15 +152,19 @@ class Touch:
     def fields(self, name: str) -> set[str]:
         """The configured fields that ``name`` touches."""
         found: set[str] = set()
-        for reading in _readings(name):
-            found.update(self._cores.get(core(reading), ()))
+        for reading_core in name_cores(name):
+            found.update(self._cores.get(reading_core, ()))
         return found
 
     def may_name(self, raw: bytes) -> bool:
         """Whether some parser could find a configured field somewhere in ``raw``."""
-        text = unescape(raw.decode("utf-8", "replace").replace("+", " "))
-        folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-        return any(target in folded for target in self._cores)
+        # NULs dropped too: Python's json.loads(bytes) (Flask, Django views) reads UTF-16/32.
+        for data in (raw, raw.replace(b"\x00", b"")):
+            text = unescape(data.decode("utf-8", "replace").replace("+", " "))
+            folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+            if any(target in folded for target in self._cores):
+                return True
+        return False
 
 
 def form_name(field: str) -> str:
