@@ -1,17 +1,13 @@
-"""Pure checks on an intercepted request before anything is looked up: its origin (login CSRF)
-and whether its credentials are unambiguous (no parser differential with the legacy app)."""
+"""Pure checks on a request before anything is looked up: its origin (login CSRF) and its
+request line. (Whether its fields are unambiguous is ``proxy/reading``'s business.)"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from proxy.answers import problem
-from proxy.errors import AmbiguousBody
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
@@ -49,40 +45,6 @@ def same_site(request: web.BaseRequest, public_url: str | None) -> bool:
     if public_url is not None:
         return origin == _origin(public_url)
     return origin[1] == request.host.lower()
-
-
-def unambiguous(raw: bytes, fmt: str, names: Iterable[str]) -> None:
-    """Raise ``AmbiguousBody`` when a credential field appears twice (or JSON has any
-    repeated key): authshim and the legacy app could then read different users."""
-    if fmt == "json":
-        try:
-            json.loads(raw, object_pairs_hook=_unique_pairs)
-        except _Repeated:
-            raise AmbiguousBody("the JSON body repeats a key") from None
-        except (RecursionError, ValueError):
-            # Read by orjson already; Python's parser stops sooner on deep nesting.
-            raise AmbiguousBody("the JSON body is nested too deeply") from None
-        return
-    wanted = set(names)
-    seen: set[str] = set()
-    for key, _ in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
-        if key in wanted:
-            if key in seen:
-                raise AmbiguousBody(f"the field {key!r} is given more than once")
-            seen.add(key)
-
-
-class _Repeated(ValueError):
-    """A JSON object repeats a key (raised through json.loads by the pairs hook)."""
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _Repeated(key)
-        result[key] = value
-    return result
 
 
 def http09_refusal(request: web.BaseRequest) -> web.Response | None:
