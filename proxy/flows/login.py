@@ -47,7 +47,9 @@ from store.validation import (
 )
 
 # Outcomes that settle the counted attempt: a right password, or nobody judged it at all.
-SUCCEEDED = frozenset({"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok"})
+SUCCEEDED = frozenset(
+    {"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok", "legacy_step"}
+)
 UNJUDGED = frozenset({"upstream_error", "overloaded", "store_error"})
 OVERLOADED = "too many logins at once; retry"
 UNREADABLE = "\x00unreadable"  # the account that bodies authshim cannot read are counted on
@@ -252,7 +254,12 @@ async def _forward_and_capture(
 
     try:
         return await forward_and_capture(
-            request, svc, raw=submitted.raw, success=route.success, capture=capture
+            request,
+            svc,
+            raw=submitted.raw,
+            success=route.success,
+            capture=capture,
+            step=route.step,
         )
     finally:
         if early is not None:
