@@ -14,8 +14,9 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from proxy.bodies import MISSING, resolve_pointer
 from proxy.config import SuccessRules
+from proxy.config.login import LocationRule
 from proxy.forward import UpstreamAnswer
-from proxy.legacy import json_body, set_cookies
+from proxy.legacy import json_body, location, set_cookies
 
 _TEXTLIKE = frozenset({"text", "email", "tel", ""})
 _NOT_SENT = frozenset({"reset", "image", "file"})
@@ -144,8 +145,12 @@ def _session_cookie(names: list[str]) -> str:
     return names[0]
 
 
-def propose_success(good: UpstreamAnswer, bad: UpstreamAnswer) -> SuccessRules | None:
-    """Rules that hold for the accepted login ``good`` and not for the refused ``bad``."""
+def propose_success(
+    good: UpstreamAnswer, bad: UpstreamAnswer, form_url: str | None = None
+) -> SuccessRules | None:
+    """Rules that hold for the accepted login ``good`` and not for the refused ``bad``. With
+    the login form's URL, a redirecting ``good`` also gets a rule that its Location is not the
+    form again (where a locked account's right password is sent back) nor where ``bad`` went."""
     status = (good.status,) if good.status != bad.status else ()
     bad_cookies = set_cookies(bad.headers)
     new = [name for name in set_cookies(good.headers) if name not in bad_cookies]
@@ -157,7 +162,70 @@ def propose_success(good: UpstreamAnswer, bad: UpstreamAnswer) -> SuccessRules |
     pointer = _json_pointer(json_body(good), json_body(bad))
     if not (status or cookie or prefix or pointer):
         return None
-    return SuccessRules(status=status, cookie=cookie, cookie_prefix=prefix, json=pointer)
+    rules = SuccessRules(status=status, cookie=cookie, cookie_prefix=prefix, json=pointer)
+    return _with_location(rules, good, bad, form_url) if form_url else rules
+
+
+def _with_location(
+    rules: SuccessRules, good: UpstreamAnswer, bad: UpstreamAnswer, form_url: str
+) -> SuccessRules:
+    went = location(good, form_url)
+    if went is None or _origin(went) != _origin(form_url):
+        return rules
+    avoid = [_local(form_url)]
+    refused = location(bad, form_url)
+    if refused is not None and _origin(refused) == _origin(form_url):
+        avoid.append(_local(refused))
+    here = _local(went)
+    not_prefix = tuple(dict.fromkeys(a for a in avoid if not here.startswith(a)))
+    if not not_prefix:
+        return rules
+    return SuccessRules(
+        status=rules.status, cookie=rules.cookie, cookie_prefix=rules.cookie_prefix,
+        json=rules.json, location=LocationRule(not_prefix=not_prefix),
+    )  # fmt: skip
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _local(url: str) -> str:
+    """A URL's path (without its query: a prefix rule covers /login?back_url=...)."""
+    return urlsplit(url).path or "/"
+
+
+def alike(good: UpstreamAnswer, bad: UpstreamAnswer, form_url: str) -> list[str]:
+    """What the right and the wrong password's answers share: what no rule can tell apart."""
+    same: list[str] = []
+    if good.status == bad.status:
+        same.append(f"status (both {good.status})")
+    went, refused = location(good, form_url), location(bad, form_url)
+    if went is not None and went == refused:
+        same.append(f"Location (both {_local(went)})")
+    cookies = set(set_cookies(good.headers))
+    if cookies and cookies <= set(set_cookies(bad.headers)):
+        same.append(f"cookies set (both set {', '.join(sorted(cookies))})")
+    return same
+
+
+def propose_failure(bad: UpstreamAnswer, form_url: str) -> tuple[dict[str, object], str]:
+    """The ``failure`` answer for a wrong password, taken from the legacy app's own answer,
+    and a comment on where it comes from."""
+    refused = location(bad, form_url)
+    if bad.status in (301, 302, 303, 307, 308) and refused is not None:
+        if _origin(refused) == _origin(form_url):
+            path = urlsplit(refused)
+            target = path.path + (f"?{path.query}" if path.query else "")
+            return {"redirect": target}, "a wrong password is redirected there"
+    body = json_body(bad)
+    if isinstance(body, dict):
+        return {"status": bad.status, "json": body}, f"a wrong password gets {bad.status} JSON"
+    return (
+        {"redirect": _local(form_url)},
+        f"a wrong password gets a {bad.status} page; authshim sends the browser back to the form",
+    )
 
 
 def _json_pointer(good: object, bad: object) -> str | None:
@@ -176,6 +244,10 @@ def _toml(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        return json.dumps(value)
+    if value is None:
+        return '""'  # TOML has no null
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
     if isinstance(value, list | tuple):
@@ -196,6 +268,9 @@ def success_table(rules: SuccessRules) -> dict[str, object]:
         table["cookie_prefix"] = rules.cookie_prefix
     if rules.json is not None:
         table["json"] = rules.json
+    if rules.location is not None and rules.location.not_prefix:
+        prefixes = list(rules.location.not_prefix)
+        table["location"] = {"not_prefix": prefixes[0] if len(prefixes) == 1 else prefixes}
     return table
 
 
@@ -205,6 +280,7 @@ def login_block(
     success: SuccessRules | None = None,
     profile: dict[str, str] | None = None,
     answer_redirect: str = "/",
+    failure: tuple[dict[str, object], str] | None = None,
 ) -> str:
     """The proposed ``[[login]]`` block for ``form``, as TOML with explaining comments."""
     next_param = next((n for n in ("redirect_to", "next") if n in form.hidden), None)
@@ -226,5 +302,9 @@ def login_block(
     else:
         lines.append(f"profile = {_toml(profile)}")
     lines.append(f"answer = {_toml(answer)}")
-    lines.append(f"failure = {_toml({'redirect': form.path})}")
+    if failure is None:
+        lines.append(f"failure = {_toml({'redirect': form.path})}")
+    else:
+        lines.append(f"# failure: {failure[1]}")
+        lines.append(f"failure = {_toml(failure[0])}")
     return "\n".join(lines) + "\n"

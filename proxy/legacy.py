@@ -7,11 +7,13 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 
 from proxy.bodies import MISSING, resolve_pointer
 from proxy.config import ProfileMap, ProfileSource, SuccessRules
+from proxy.config.login import BodyRule, HeaderRule, LocationRule
 from proxy.errors import ProfileError
 from store.validation import ProfileFields
 
@@ -57,8 +59,9 @@ def json_body(answer: UpstreamAnswer) -> Any:
         return MISSING
 
 
-def judge(answer: UpstreamAnswer, rules: SuccessRules) -> bool:
-    """Whether the legacy app accepted the login: ALL configured rules must hold."""
+def judge(answer: UpstreamAnswer, rules: SuccessRules, url: str = "/") -> bool:
+    """Whether the legacy app accepted the login: ALL configured rules must hold. ``url`` is
+    the URL (or path) the login was sent to, which a relative ``Location`` is resolved against."""
     if rules.status and answer.status not in rules.status:
         return False
     if rules.cookie or rules.cookie_prefix:
@@ -67,6 +70,12 @@ def judge(answer: UpstreamAnswer, rules: SuccessRules) -> bool:
             return False
         if rules.cookie_prefix and not any(n.startswith(rules.cookie_prefix) for n in names):
             return False
+    if rules.location is not None and not _location_holds(answer, rules.location, url):
+        return False
+    if not all(_header_holds(answer, rule) for rule in rules.headers):
+        return False
+    if rules.body is not None and not _body_holds(answer, rules.body):
+        return False
     if rules.json is not None:
         value = resolve_pointer(json_body(answer), rules.json)
         if value is MISSING:
@@ -75,6 +84,79 @@ def judge(answer: UpstreamAnswer, rules: SuccessRules) -> bool:
             return bool(value == rules.json_equals)
         return bool(value)
     return True
+
+
+def is_step(answer: UpstreamAnswer, rules: SuccessRules | None, url: str = "/") -> bool:
+    """Whether the answer is the first step of a login that goes on (a login's ``step`` rules,
+    such as a redirect to a second-factor page): the password was right, the login is not done."""
+    return rules is not None and judge(answer, rules, url)
+
+
+def location(answer: UpstreamAnswer, url: str = "/") -> str | None:
+    """The answer's ``Location`` resolved against ``url``, or None when it has none."""
+    value = answer.headers.get("Location")
+    if value is None:
+        return None
+    return urljoin(url, value.strip())
+
+
+def _path_query(resolved: str) -> str:
+    parts = urlsplit(resolved)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _location_holds(answer: UpstreamAnswer, rule: LocationRule, url: str) -> bool:
+    resolved = location(answer, url)
+    if resolved is None:
+        return False  # a location rule is about a redirect: no Location, no match
+    local = _path_query(resolved)
+
+    def seen(value: str) -> str:
+        # A configured path is compared with the path and query, so that /x, http://host/x
+        # and x (from /) are alike; an absolute URL with the whole URL.
+        return local if value.startswith("/") else resolved
+
+    if rule.equals and not any(seen(v) == v for v in rule.equals):
+        return False
+    if rule.prefix and not any(seen(v).startswith(v) for v in rule.prefix):
+        return False
+    if any(seen(v).startswith(v) for v in rule.not_prefix):
+        return False
+    return rule.pattern is None or rule.pattern.search(local) is not None
+
+
+def _header_holds(answer: UpstreamAnswer, rule: HeaderRule) -> bool:
+    values = answer.headers.getall(rule.name, [])
+    if not rule.present:
+        return not values
+    if not values:
+        return False
+    if rule.equals is not None and rule.equals not in values:
+        return False
+    pattern = rule.pattern
+    return pattern is None or any(pattern.search(v) for v in values)
+
+
+def _body_holds(answer: UpstreamAnswer, rule: BodyRule) -> bool:
+    text = answer.body.decode("utf-8", "replace")
+    if not all(c in text for c in rule.contains):
+        return False
+    return not any(c in text for c in rule.not_contains)
+
+
+def profile_active(profile: Mapping[str, Any], mapping: ProfileMap) -> bool:
+    """Whether the legacy app counts this user as active (``[profile] active``): the value at
+    the pointer is one of ``active_values`` (type and value alike: ``true`` is not ``1``), or
+    is ``true`` when no values are given. Without ``active`` every profile is active; with it,
+    a profile that lacks the value is not."""
+    if mapping.active is None:
+        return True
+    value = resolve_pointer(profile, mapping.active)
+    if value is MISSING:
+        return False
+    if not mapping.active_values:
+        return value is True
+    return any(type(value) is type(v) and value == v for v in mapping.active_values)
 
 
 async def fetch_profile(

@@ -3,6 +3,10 @@
 200 with a JSON object is a profile, 404 is "not found", and anything else (another status,
 a body that is not a profile, a timeout, a refused connection) is ``LookupFailed``: reported,
 and never taken for "not found", since that would let a duplicate user be created.
+
+A search answer (``list``: a list of users found by, say, substring) is searched for the one
+element whose mapped email or username equals the identifier: none is "not found", more than
+one is ``LookupFailed``. An element is never picked by its place in the list.
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ from proxy.stats import Counters
 from store.validation import ProfileFields, normalise_identifier
 
 MAX_ANSWER = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What the legacy app answered a look-up, for ``authshim lookup`` to explain."""
+
+    status: int
+    elements: int | None = None  # a list's length, when the answer held one
+    matched: int | None = None  # the index of the list element that matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +79,7 @@ class Lookup:
         """
         if self.config.by_email is None:
             raise LookupFailed("lookup.by_email is not configured")
-        return await self._find(self.config.by_email, "email", email)
+        return (await self.find("email", email))[0]
 
     async def by_username(self, username: str) -> LegacyUser | None:
         """The legacy user with this username, or None when the legacy app says 404.
@@ -76,21 +89,32 @@ class Lookup:
         """
         if self.config.by_username is None:
             raise LookupFailed("lookup.by_username is not configured")
-        return await self._find(self.config.by_username, "username", username)
+        return (await self.find("username", username))[0]
 
-    async def _find(self, template: str, field: str, value: str) -> LegacyUser | None:
+    async def find(self, field: str, value: str) -> tuple[LegacyUser | None, Received]:
+        """The legacy user whose ``field`` ("email" or "username") is ``value`` (None: not
+        found), and what the legacy app answered.
+
+        Raises:
+            LookupFailed: as ``by_email``; also a list with more than one such user.
+        """
+        template = self.config.by_email if field == "email" else self.config.by_username
+        if template is None:
+            raise LookupFailed(f"lookup.by_{field} is not configured")
         started = time.perf_counter()
         try:
-            found = await self._ask(template, field, value)
+            found, received = await self._ask(template, field, value)
         except LookupFailed as exc:
             self._count("error")
             # The reason, never the URL: its query carries the user's email.
             log.event("lookup.failed", by=field, error=str(exc), ms=_ms(started))
             raise
         self._count("found" if found else "not_found")
-        return found
+        return found, received
 
-    async def _ask(self, template: str, field: str, value: str) -> LegacyUser | None:
+    async def _ask(
+        self, template: str, field: str, value: str
+    ) -> tuple[LegacyUser | None, Received]:
         url = URL(template.replace("{" + field + "}", quote(value, safe="@")), encoded=True)
         headers = {name: secret.value for name, secret in self.config.headers}
         headers.setdefault("Accept", "application/json")
@@ -112,21 +136,50 @@ class Lookup:
         except (aiohttp.ClientError, OSError) as exc:
             raise LookupFailed(f"the legacy app is unavailable ({type(exc).__name__})") from None
         if status == 404:
-            return None
+            return None, Received(status)
         if status != 200:
             raise LookupFailed(f"the legacy app answered {status}")
-        return self._profile(raw, field, value)
-
-    def _profile(self, raw: bytes, field: str, value: str) -> LegacyUser | None:
         if len(raw) > MAX_ANSWER:
             raise LookupFailed(f"the answer is larger than {MAX_ANSWER} bytes")
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise LookupFailed("the answer is not JSON") from None
+        if self.config.list is not None:
+            return self._search(doc, self.config.list, field, value)
         profile = resolve_pointer(doc, self.config.pointer)
         if profile is MISSING and _found_nobody(doc, self.config.pointer):
-            return None  # a search answer: an empty list is "not found", like a 404
+            # a search answer: an empty list is "not found", like a 404
+            return None, Received(status, elements=0)
+        return self._profile(profile, field, value), Received(status)
+
+    def _search(
+        self, doc: Any, pointer: str, field: str, value: str
+    ) -> tuple[LegacyUser | None, Received]:
+        """The one element of the list at ``pointer`` whose ``field`` equals ``value``."""
+        items = resolve_pointer(doc, pointer)
+        if not isinstance(items, list):
+            raise LookupFailed(f"the answer holds no list at {pointer!r}")
+        wanted = normalise_identifier(value)
+        matches = [
+            i for i, item in enumerate(items)
+            if isinstance(item, dict)
+            and isinstance(got := getattr(map_profile(item, self._map), field), str)
+            and normalise_identifier(got) == wanted
+        ]  # fmt: skip
+        if len(matches) > 1:
+            # SECURITY: never a guess between two users who both answer to this identifier.
+            places = ", ".join(str(i) for i in matches)
+            raise LookupFailed(
+                f"{len(matches)} of the list's {len(items)} elements have this {field} "
+                f"(elements {places})"
+            )
+        received = Received(200, elements=len(items), matched=matches[0] if matches else None)
+        if not matches:
+            return None, received
+        return self._profile(items[matches[0]], field, value), received
+
+    def _profile(self, profile: Any, field: str, value: str) -> LegacyUser:
         if profile is MISSING or not isinstance(profile, dict):
             raise LookupFailed("the answer holds no profile object")
         fields = map_profile(profile, self._map)

@@ -6,6 +6,12 @@ nothing about who exists. A worker in every process claims queued rows with a le
 request is worked on by one replica at a time) and hands each to the reset flow's ``process``,
 which stores the token, queues the mail and marks the request done. A request whose work
 fails on the store stays queued and is claimed again when its lease ends.
+
+With ``reset.unknown = "forward"`` the request as the client sent it (method, target, headers,
+body) is also kept in this process's memory, beside its queued row, for the worker to send on
+to the legacy app's own reset should neither the store nor the look-up have the address. It is
+kept in memory only (a request carries cookies and CSRF tokens, nothing to write down): a
+process that stops, or another replica that claims the row, cannot forward it (``lost``).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from proxy import log
 from store.base import ResetRequest, Store
@@ -25,7 +32,22 @@ BATCH = 20
 # second mail (the outbox row is keyed by the request).
 LEASE_MARGIN = 10.0
 
+# Requests kept to forward: at most so many, none older than so many leases.
+MAX_FORWARDS = 10_000
+FORWARD_LEASES = 3
+
 Process = Callable[[ResetRequest], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRequest:
+    """A reset request as the client sent it, to forward to the legacy app later."""
+
+    method: str
+    target: str  # path and query
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = field(repr=False)
+    at: float = field(default_factory=time.time)
 
 
 class ResetQueue:
@@ -37,12 +59,33 @@ class ResetQueue:
         self._poll = poll
         self._wake = asyncio.Event()
         self._working = 0  # claims of this process not finished yet
+        self._held: dict[str, HeldRequest] = {}
 
-    async def queue(self, email: str) -> str:
-        """Durably queue a reset request for ``email`` and wake the worker; return its id."""
+    async def queue(self, email: str, *, held: HeldRequest | None = None) -> str:
+        """Durably queue a reset request for ``email`` and wake the worker; return its id.
+        ``held``: the request itself, kept (in memory) should it have to be forwarded."""
         request_id = await self._store.queue_reset_request(email, now=time.time())
+        if held is not None:
+            self._hold(request_id, held)
         self._wake.set()
         return request_id
+
+    def _hold(self, request_id: str, held: HeldRequest) -> None:
+        # Bounded: the rows another replica claimed are never taken here, so they age out.
+        oldest = time.time() - FORWARD_LEASES * self.lease
+        for key in [k for k, v in self._held.items() if v.at < oldest]:
+            del self._held[key]
+        while len(self._held) >= MAX_FORWARDS:
+            del self._held[next(iter(self._held))]
+        self._held[request_id] = held
+
+    def take_held(self, request_id: str) -> HeldRequest | None:
+        """The request kept for ``request_id`` (once), or None when none is kept here."""
+        return self._held.pop(request_id, None)
+
+    def held(self, request_id: str) -> bool:
+        """Whether a request is kept for ``request_id``."""
+        return request_id in self._held
 
     async def run(self, process: Process) -> None:
         """Work off queued requests until cancelled: at once when woken, else every poll."""

@@ -15,11 +15,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.commands.discover import discover
 from proxy.config import parse_config
-from proxy.discover import find_login_form, login_block, propose_success
+from proxy.discover import find_login_form, login_block, propose_failure, propose_success
 from proxy.forward import UpstreamAnswer
 from proxy.legacy import judge
 from tests.fixtures.legacy import FakeLegacy
 from tests.fixtures.proxy import EXAMPLE, SECRET
+from tests.fixtures.tracker import StartTracker, Tracker, tracker_config, tracker_login
 
 WORDPRESS_FORM = """
 <form name="loginform" id="loginform" action="http://wp.test/wp-login.php" method="post">
@@ -148,7 +149,11 @@ async def test_try_against_the_fake_legacy_site(
     url = str(legacy_server.make_url("/accounts/login/"))
     assert await discover(url, user="bob", password="builder-22", out=out) == 0
     text = out.getvalue()
-    assert 'success = { status = [302], cookie = "sessionid" }' in text
+    assert (
+        'success = { status = [302], cookie = "sessionid", '
+        'location = { not_prefix = "/accounts/login/" } }'
+    ) in text
+    assert 'failure = { redirect = "/accounts/login/" }' in text
     assert 'profile = { fetch = "/api/me" }' in text
     assert "checked: these success rules hold for the right password only" in text
     _loads_as_config(text)
@@ -182,3 +187,36 @@ async def test_no_form_at_the_url(legacy_server: TestServer) -> None:
     out = io.StringIO()
     assert await discover(str(legacy_server.make_url("/x")), user=None, password=None, out=out)
     assert "no login form" in out.getvalue()
+
+
+async def test_try_against_the_tracker(
+    tracker_server: TestServer, tracker: Tracker, start_tracker: StartTracker
+) -> None:
+    """Against the Rails-like tracker: what the two answers share is printed, the proposed
+    rules add location.not_prefix = the login page, and in front of the tracker they capture
+    user4 but not the locked user, whose right password is sent back to /login."""
+    out = io.StringIO()
+    url = str(tracker_server.make_url("/login"))
+    assert await discover(url, user="user4", password="user4-password", out=out) == 0
+    text = out.getvalue()
+    assert "could not tell apart by cookies set (both set _tracker_session)" in text
+    assert 'success = { status = [302], location = { not_prefix = "/login" } }' in text
+    assert "# failure: a wrong password gets a 200 page" in text
+    assert "step = { location" in text  # the second-factor hint
+    block = tomllib.loads(text)["login"][0]
+    assert block["failure"] == {"redirect": "/login"}
+    proxy = await start_tracker(tracker_config(success=block["success"]))
+    await tracker_login(proxy, "locked", "locked-password")
+    await tracker_login(proxy, "user4", "user4-password")
+    assert await proxy.svc.store.find_user("locked") is None
+    assert await proxy.svc.store.find_user("user4") is not None
+
+
+def test_a_json_refusal_is_the_proposed_failure() -> None:
+    """A wrong password answered 401 with JSON is proposed as failure as it came."""
+    bad = answer(401, [], body={"error": "invalid"})
+    failure, _ = propose_failure(bad, "http://x.test/api/login")
+    assert failure == {"status": 401, "json": {"error": "invalid"}}
+    headers = CIMultiDictProxy(CIMultiDict([("Location", "/login?failed=1")]))
+    moved = UpstreamAnswer(302, "", headers, b"", True)
+    assert propose_failure(moved, "http://x.test/login")[0] == {"redirect": "/login?failed=1"}

@@ -19,6 +19,8 @@ from proxy.lookup import Lookup
 from tests.accounts import LOOKUP_AUTH, accounts, settle
 from tests.fixtures.legacy import FakeLegacy
 from tests.fixtures.proxy import StartProxy, make_config
+from tests.fixtures.tracker import API_KEY as TRACKER_API_KEY
+from tests.fixtures.tracker import Tracker, tracker_config
 
 
 @pytest.fixture
@@ -152,3 +154,70 @@ async def test_refresh_keeps_the_profile_when_the_lookup_fails(
     await refresh_profile(proxy.svc, user.id)
     assert await proxy.svc.store.find_user("bob") == user
     assert proxy.svc.counters.totals["profile.refresh.lookup_error"] == 1
+
+
+def tracker_lookup(server: TestServer, client: aiohttp.ClientSession, **overrides: Any) -> Lookup:
+    base = str(server.make_url("/users.json"))
+    config = LookupConfig(
+        by_email=f"{base}?name={{email}}",
+        by_username=f"{base}?name={{username}}",
+        headers=(("X-Tracker-API-Key", Secret(TRACKER_API_KEY)),),
+        timeout=1.0,
+        list="/total_count" if overrides else "/users",
+    )
+    return Lookup(config, client, ProfileMap(email="/mail", username="/login"))
+
+
+async def test_a_list_is_searched_for_the_exact_user(
+    tracker_server: TestServer, tracker: Tracker, client: aiohttp.ClientSession
+) -> None:
+    """name=user4 lists auser4 first: the element whose login (or mail) equals the identifier
+    is taken, user4, never the first one."""
+    lookup = tracker_lookup(tracker_server, client)
+    found, received = await lookup.find("username", "USER4")
+    assert found is not None and found.profile["login"] == "user4" and found.fields.legacy_id == "2"
+    assert received.elements == 2 and received.matched == 1
+    by_mail = await lookup.by_email("user4@example.com")
+    assert by_mail is not None and by_mail.profile["id"] == 2
+    assert await lookup.by_username("ser4") is None  # two elements, neither equal
+    assert await lookup.by_username("nobody") is None  # an empty list
+
+
+async def test_a_list_with_two_matches_is_an_error(
+    tracker_server: TestServer, tracker: Tracker, client: aiohttp.ClientSession
+) -> None:
+    """Two elements that both equal the identifier (mail case aside) raise LookupFailed."""
+    tracker.add_user("user4b", "USER4@example.com", "x")
+    with pytest.raises(LookupFailed, match=r"2 of the list's 3 elements have this email"):
+        await tracker_lookup(tracker_server, client).by_email("user4@example.com")
+
+
+async def test_a_list_pointer_that_is_no_list_is_an_error(
+    tracker_server: TestServer, tracker: Tracker, client: aiohttp.ClientSession
+) -> None:
+    """A list pointer that names no list raises LookupFailed, never "not found"."""
+    with pytest.raises(LookupFailed, match="no list at '/total_count'"):
+        await tracker_lookup(tracker_server, client, list_="x").by_email("user4@example.com")
+
+
+async def test_the_lookup_command_explains_a_list(
+    tracker_server: TestServer, tracker: Tracker, tmp_path: Path
+) -> None:
+    """`authshim lookup` says what it received: the list's length and the element that
+    matched; a 200 with an empty list is "not found (the list had 0 elements)"."""
+    upstream = str(tracker_server.make_url("")).rstrip("/")
+    config = make_config(
+        upstream, f"sqlite:///{tmp_path / 'a.db'}", tracker_config(success={"status": [302]})
+    )
+    out = io.StringIO()
+    assert await lookup_once(config, "user4", by_username=True, out=out) == 0
+    said = out.getvalue()
+    assert "received: status 200, a list of 2 elements, element 1 has this username" in said
+    assert '"login": "user4"' in said
+    out = io.StringIO()
+    assert await lookup_once(config, "nobody", by_username=True, out=out) == 1
+    assert "not found (the list had 0 elements)" in out.getvalue()
+    assert "404" not in out.getvalue()
+    out = io.StringIO()
+    assert await lookup_once(config, "ser4", by_username=True, out=out) == 1
+    assert "none of the list's 2 elements has this username" in out.getvalue()

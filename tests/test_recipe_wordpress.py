@@ -150,7 +150,7 @@ async def test_discover_proposes_the_recipe_rules(site: Site) -> None:
     text = out.getvalue()
     assert code == 0, text
     assert 'identifier = "log"' in text and 'password = "pwd"' in text
-    assert 'success = { status = [302], cookie_prefix = "wordpress_logged_in_" }' in text
+    assert 'success = { status = [302], cookie_prefix = "wordpress_logged_in_"' in text
     assert "passed through untouched: redirect_to, testcookie" in text
     assert "no profile source named the user" in text
 

@@ -25,6 +25,9 @@ from tests.accounts import (
 )
 from tests.fixtures.legacy import FakeLegacy
 from tests.fixtures.proxy import Proxy, StartProxy
+from tests.fixtures.tracker import COOKIE, StartTracker, Tracker, tracker_config
+
+PLAIN = {"status": [302], "cookie": COOKIE}
 
 
 @pytest.fixture
@@ -288,3 +291,73 @@ async def test_neither_token_nor_password_is_stored_or_logged(
     assert '"seed"' not in dump  # the sent mail's seed is gone too
     assert token not in caplog.text and "secret-new-pass" not in caplog.text
     assert '"event":"reset.confirm"' in caplog.text
+
+
+def tracker_reset(unknown: str) -> Any:
+    """[reset] on the tracker's lost-password form, with ``reset.unknown``."""
+
+    def change(raw: dict[str, Any]) -> None:
+        raw["reset"].update(request_path="/account/lost_password", email="mail", unknown=unknown)
+        del raw["signup"]  # the example's sign-up is the Django site's
+
+    return change
+
+
+def wrong_api_key(raw: dict[str, Any]) -> None:
+    raw["lookup"]["headers"] = {"X-Tracker-API-Key": "not-the-key"}
+
+
+async def test_unknown_forward_gets_the_legacy_mail_out(
+    start_tracker: StartTracker, tracker: Tracker, outbox: Path
+) -> None:
+    """reset.unknown = "forward": an address the look-up cannot answer for (it is refused) is
+    sent on to the tracker's own lost-password form, which mails its user; the client gets the
+    configured answer all the same, and authshim mails no one."""
+    proxy = await start_tracker(
+        accounts(outbox), tracker_config(success=PLAIN), tracker_reset("forward"), wrong_api_key
+    )
+    status, location, _ = await post_form(
+        proxy, "/account/lost_password", {"mail": "User4@example.com", "authenticity_token": "t"}
+    )
+    await settle(proxy)
+    assert (status, location) == (302, "/accounts/password_reset/done/")
+    assert tracker.mails == ["user4@example.com"]
+    sent = tracker.posts("/account/lost_password")
+    assert len(sent) == 1 and b"authenticity_token=t" in sent[0].body
+    assert proxy.svc.counters.totals["reset.issue.lookup_error"] == 1
+    assert proxy.svc.counters.totals["reset.forward.ok"] == 1
+    assert read_mail(outbox) == []
+
+
+async def test_unknown_forward_leaves_found_users_to_authshim(
+    start_tracker: StartTracker, tracker: Tracker, outbox: Path
+) -> None:
+    """With a working look-up, user4 (found exactly, beside auser4) is mailed by authshim and
+    not forwarded; an address nobody has is forwarded, with the same answer."""
+    proxy = await start_tracker(
+        accounts(outbox), tracker_config(success=PLAIN), tracker_reset("forward")
+    )
+    first = await post_form(proxy, "/account/lost_password", {"mail": "user4@example.com"})
+    await settle(proxy)
+    [message] = await wait_for_mail(outbox)
+    assert message["To"] == "user4@example.com"
+    second = await post_form(proxy, "/account/lost_password", {"mail": "nobody@example.com"})
+    await settle(proxy)
+    assert first == second
+    assert [s.body for s in tracker.posts("/account/lost_password")] == [
+        b"mail=nobody%40example.com"
+    ]
+    assert tracker.mails == []  # the tracker has no such user either
+
+
+async def test_unknown_drop_sends_no_mail_anywhere(
+    start_tracker: StartTracker, tracker: Tracker, outbox: Path
+) -> None:
+    """reset.unknown = "drop" (the default): a reset the look-up cannot serve goes nowhere."""
+    proxy = await start_tracker(
+        accounts(outbox), tracker_config(success=PLAIN), tracker_reset("drop"), wrong_api_key
+    )
+    await post_form(proxy, "/account/lost_password", {"mail": "user4@example.com"})
+    await settle(proxy)
+    assert tracker.posts("/account/lost_password") == [] and tracker.mails == []
+    assert read_mail(outbox) == []

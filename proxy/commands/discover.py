@@ -16,7 +16,14 @@ from typing import TextIO
 from urllib.parse import urljoin, urlsplit
 
 from proxy.config import ProfileMap, ProfileSource, UpstreamConfig
-from proxy.discover import LoginForm, find_login_form, login_block, propose_success
+from proxy.discover import (
+    LoginForm,
+    alike,
+    find_login_form,
+    login_block,
+    propose_failure,
+    propose_success,
+)
 from proxy.errors import ProfileError, UpstreamError
 from proxy.forward import Forwarder, UpstreamAnswer, create_client_session
 from proxy.legacy import fetch_profile, judge, map_profile, set_cookies
@@ -170,16 +177,28 @@ async def _try(
     out: TextIO,
 ) -> int:
     good, before = await _attempt(forwarder, base, page_path, user, password)
+    # A made-up wrong password: the contrast the rules are proposed from.
     wrong = "wrong-" + secrets.token_urlsafe(12)
     bad, _ = await _attempt(forwarder, base, page_path, user, wrong)
+    form_url = base + _path(form)
     print(f"# the right password:  {_describe(good)}", file=out)
     print(f"# a wrong password:    {_describe(bad)}", file=out)
-    rules = propose_success(good, bad)
+    for same in alike(good, bad, form_url):
+        print(f"# could not tell apart by {same}", file=out)
+    rules = propose_success(good, bad, form_url)
+    failure = propose_failure(bad, form_url)
     if rules is None:
         print("# the two answers look alike: no success rule tells them apart", file=out)
-        out.write(login_block(form))
+        out.write(login_block(form, failure=failure))
         return 1
-    if judge(good, rules) and not judge(bad, rules):
+    if rules.location is not None:
+        print("# location: a right password sent back to the form (a locked account) or where "
+              "a wrong one goes is no success", file=out)  # fmt: skip
+    print("# a login that goes on elsewhere (a second factor) cannot be seen from one user: "
+          'if the site has one, add step = { location = { prefix = "/its/page" } }',
+          file=out)  # fmt: skip
+    ok = judge(good, rules, form_url) and not judge(bad, rules, form_url)
+    if ok:
         print("# checked: these success rules hold for the right password only", file=out)
     else:
         print("# WARNING: these success rules do not tell the two answers apart", file=out)
@@ -187,8 +206,12 @@ async def _try(
     location = good.headers.get("Location", "")
     target = urlsplit(urljoin(base + page_path, location)) if location else None
     redirect = target.path if target and f"{target.scheme}://{target.netloc}" == base else "/"
-    out.write(login_block(form, success=rules, profile=profile, answer_redirect=redirect or "/"))
-    return 0 if judge(good, rules) and not judge(bad, rules) else 1
+    out.write(
+        login_block(
+            form, success=rules, profile=profile, answer_redirect=redirect or "/", failure=failure
+        )
+    )
+    return 0 if ok else 1
 
 
 async def _profile_sources(

@@ -1,8 +1,9 @@
 """``authshim lookup EMAIL [--username] [--config FILE]``: run the legacy look-up once, so that
 an operator can check ``[lookup]`` and ``[profile]`` before relying on them.
 
-Exit status: 0 found, 1 not found (the legacy app answered 404), 2 a config problem, 3 the
-look-up failed (any other answer, or none), which authshim never takes for "not found".
+Exit status: 0 found, 1 not found (a 404, or a list with no element that has the
+identifier), 2 a config problem, 3 the look-up failed (any other answer, none, or a list with
+more than one such element), which authshim never takes for "not found".
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import orjson
 from proxy.cli import DEFAULT_CONFIG
 from proxy.config import Config, load_config
 from proxy.errors import LookupFailed
-from proxy.lookup import LegacyUser, Lookup
+from proxy.lookup import LegacyUser, Lookup, Received
 from store.errors import RejectedCapture
 from store.validation import normalise_identifier, validate_capture
 
@@ -47,18 +48,37 @@ def run(args: argparse.Namespace) -> int:
 async def lookup_once(config: Config, identifier: str, *, by_username: bool, out: TextIO) -> int:
     """Look ``identifier`` up and describe the answer on ``out``; return the exit status."""
     assert config.lookup is not None
+    field = "username" if by_username else "email"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         lookup = Lookup(config.lookup, session, config.profile)
         try:
-            found = await (lookup.by_username if by_username else lookup.by_email)(identifier)
+            found, received = await lookup.find(field, identifier)
         except LookupFailed as exc:
             print(f"authshim: the look-up failed: {exc}", file=sys.stderr)
             return 3
+    print(_received(received, field), file=out)
     if found is None:
-        print("not found (the legacy app answered 404)", file=out)
+        print(f"not found ({_why_not(received, field)})", file=out)
         return 1
     _describe(config, found, out)
     return 0
+
+
+def _received(received: Received, field: str) -> str:
+    said = f"received: status {received.status}"
+    if received.elements is not None:
+        said += f", a list of {received.elements} element{'s' * (received.elements != 1)}"
+        if received.matched is not None:
+            said += f", element {received.matched} has this {field}"
+    return said
+
+
+def _why_not(received: Received, field: str) -> str:
+    if received.elements == 0:
+        return "the list had 0 elements"
+    if received.elements is not None:
+        return f"none of the list's {received.elements} elements has this {field}"
+    return f"the legacy app answered {received.status}"
 
 
 def _describe(config: Config, found: LegacyUser, out: TextIO) -> None:

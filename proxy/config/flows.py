@@ -31,6 +31,9 @@ class LookupConfig:
     headers: tuple[tuple[str, Secret], ...] = ()
     timeout: float = 5.0
     pointer: str = ""
+    # A search answer: the pointer to its list, searched for the one element whose [profile]
+    # email (by_email) or username (by_username) equals the identifier. None: no list.
+    list: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,10 @@ class ResetConfig:
     template: str | None = None
     # name=value pairs the request's query must hold (wp-login.php is the login route too)
     request_query: tuple[tuple[str, str], ...] = ()
+    # In mode migrate with a look-up: what becomes of a request for an address neither the
+    # store nor the look-up has (or the look-up could not answer): dropped, or forwarded to the
+    # legacy app's own reset in the background (its answer discarded).
+    unknown: str = "drop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +90,10 @@ class PolicyConfig:
     max_length: int = 1024
 
 
-LOOKUP_KEYS = ("by_email", "by_username", "method", "headers", "timeout", "pointer")
+LOOKUP_KEYS = ("by_email", "by_username", "method", "headers", "timeout", "pointer", "list")
 RESET_KEYS = (
     "request_path", "format", "email", "answer", "link", "expires", "done", "confirm_path",
-    "template", "request_query",
+    "template", "request_query", "unknown",
 )  # fmt: skip
 SIGNUP_KEYS = (
     "path", "format", "handler", "email", "username", "password", "fields", "answer",
@@ -120,7 +127,15 @@ def read_lookup(r: Reader, doc: Mapping[str, Any]) -> LookupConfig | None:
             headers=tuple(headers),
             timeout=r.duration(t, "timeout", 5.0),
             pointer=r.pointer(t, "pointer", "") or "",
+            list=_list_pointer(r, t),
         )
+
+
+def _list_pointer(r: Reader, t: Mapping[str, Any]) -> str | None:
+    pointer = r.pointer(t, "list", None)
+    if pointer is not None and t.get("pointer"):
+        r.error("list", "takes the place of pointer: give one of them")
+    return pointer
 
 
 def _url_template(r: Reader, raw: Mapping[str, Any], name: str, placeholder: str) -> str | None:
@@ -166,6 +181,7 @@ def read_reset(r: Reader, doc: Mapping[str, Any]) -> ResetConfig | None:
             confirm_path=r.path(t, "confirm_path", required=False),
             template=template,
             request_query=tuple(pairs),
+            unknown=r.choice(t, "unknown", ("drop", "forward")),
         )
 
 

@@ -209,6 +209,12 @@ ALL_KEYS: tuple[str, ...] = (
     "log.level",
     "admin.listen", "admin.token", "admin.readiness_days",
     "profile.refresh_on_login",
+    # judging the legacy app as a browser would (issue 14)
+    "login.success.location", "login.success.location.equals", "login.success.location.prefix",
+    "login.success.location.not_prefix", "login.success.location.pattern",
+    "login.success.headers", "login.success.body", "login.success.body.contains",
+    "login.success.body.not_contains", "login.step", "profile.active", "profile.active_values",
+    "lookup.list", "reset.unknown",
     "lookup.by_email", "lookup.by_username", "lookup.method", "lookup.headers",
     "lookup.timeout", "lookup.pointer",
     "reset.request_path", "reset.format", "reset.email", "reset.answer", "reset.link",

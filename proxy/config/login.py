@@ -6,6 +6,7 @@ answers, the ``[profile]`` map and ``[logout]``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,14 +17,49 @@ _UNSET: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
+class LocationRule:
+    """Rules on an answer's ``Location``, resolved against the request URL first. A value
+    that is a path is compared with the resolved path and query, an absolute URL with the
+    whole resolved URL; ``pattern`` is searched in the path and query."""
+
+    equals: tuple[str, ...] = ()  # one of these
+    prefix: tuple[str, ...] = ()  # starts with one of these
+    not_prefix: tuple[str, ...] = ()  # starts with none of these
+    pattern: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderRule:
+    """A rule on one answer header: present (or, ``present = false``, absent), equal to a
+    value, or matching a regular expression (searched)."""
+
+    name: str
+    present: bool = True
+    equals: str | None = None
+    pattern: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BodyRule:
+    """Text the answer's body must contain, and text it must not (any of ``not_contains``)."""
+
+    contains: tuple[str, ...] = ()
+    not_contains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SuccessRules:
-    """All rules must hold for the legacy app's answer to count as an accepted login."""
+    """All rules must hold for the legacy app's answer to count as an accepted login (or, as
+    ``step``, as the first step of a login that goes on, such as a second-factor page)."""
 
     status: tuple[int, ...] = ()
     cookie: str | None = None
     cookie_prefix: str | None = None
     json: str | None = None
     json_equals: Any = _UNSET
+    location: LocationRule | None = None
+    headers: tuple[HeaderRule, ...] = ()
+    body: BodyRule | None = None
 
     @property
     def has_json_equals(self) -> bool:
@@ -64,6 +100,8 @@ class LoginRoute:
     answer: Answer
     failure: Answer
     failure_floor: float | None = None  # seconds; None: learned (proxy/pacing.py)
+    # The first step of a login that goes on (a second-factor page): never a capture.
+    step: SuccessRules | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +112,10 @@ class ProfileMap:
     email: str | None = "/email"
     username: str | None = "/username"
     refresh_on_login: bool = False
+    # A user the legacy app refuses (locked, unconfirmed): the pointer's value must be one of
+    # active_values, or true when there are none. None: every profile is active.
+    active: str | None = None
+    active_values: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +125,20 @@ class LogoutConfig:
 
 LOGIN_KEYS = (
     "path", "format", "identifier", "password", "success", "profile", "answer", "failure",
-    "failure_floor",
+    "failure_floor", "step",
 )  # fmt: skip
-SUCCESS_KEYS = ("status", "cookie", "cookie_prefix", "json", "json_equals")
+SUCCESS_KEYS = (
+    "status", "cookie", "cookie_prefix", "json", "json_equals", "location", "headers", "body",
+)  # fmt: skip
+LOCATION_KEYS = ("equals", "prefix", "not_prefix", "pattern")
+HEADER_KEYS = ("present", "equals", "pattern")
+BODY_KEYS = ("contains", "not_contains")
 PROFILE_SOURCE_KEYS = ("json", "fetch", "lookup", "token")
 ANSWER_KEYS = ("redirect", "next_param", "json", "status")
 FAILURE_KEYS = (*ANSWER_KEYS, "from_legacy")
-PROFILE_KEYS = ("legacy_id", "email", "username", "refresh_on_login")
+PROFILE_KEYS = (
+    "legacy_id", "email", "username", "refresh_on_login", "active", "active_values",
+)  # fmt: skip
 LOGOUT_KEYS = ("path",)
 OK = Answer(json={"ok": True}, status=200)
 
@@ -121,17 +170,18 @@ def read_logins(r: Reader, doc: Mapping[str, Any]) -> tuple[LoginRoute, ...]:
                 answer=read_answer(r, item, "answer", default_status=200),
                 failure=read_answer(r, item, "failure", default_status=401, keys=FAILURE_KEYS),
                 failure_floor=_floor(r, item),
+                step=read_success(r, item, "step") if "step" in item else None,
             )
             routes.append(route)
     return tuple(routes)
 
 
-def read_success(r: Reader, raw: Mapping[str, Any]) -> SuccessRules:
-    """The required ``success`` table of ``raw``."""
-    t = r.subtable(raw, "success", SUCCESS_KEYS)
+def read_success(r: Reader, raw: Mapping[str, Any], name: str = "success") -> SuccessRules:
+    """The required rules table ``name`` (``success``, or a login's ``step``) of ``raw``."""
+    t = r.subtable(raw, name, SUCCESS_KEYS)
     if t is None:
         return SuccessRules()
-    with r.section("success"):
+    with r.section(name):
         status = t.get("status", [])
         status = [status] if isinstance(status, int) and not isinstance(status, bool) else status
         if not isinstance(status, list) or not all(
@@ -145,12 +195,94 @@ def read_success(r: Reader, raw: Mapping[str, Any]) -> SuccessRules:
             cookie_prefix=r.optional(t, "cookie_prefix"),
             json=r.pointer(t, "json", None),
             json_equals=t.get("json_equals", _UNSET),
+            location=_read_location(r, t),
+            headers=_read_headers(r, t),
+            body=_read_body(r, t),
         )
         if rules.has_json_equals and rules.json is None:
-            r.error("json_equals", "needs success.json (the pointer it compares)")
-        if not (rules.status or rules.cookie or rules.cookie_prefix or rules.json):
-            r.error("", "needs at least one rule: status, cookie, cookie_prefix or json")
+            r.error("json_equals", f"needs {name}.json (the pointer it compares)")
+        if not (
+            rules.status or rules.cookie or rules.cookie_prefix or rules.json or rules.location
+            or rules.headers or rules.body
+        ):  # fmt: skip
+            r.error("", "needs at least one rule: status, cookie, cookie_prefix, json, "
+                    "location, headers or body")  # fmt: skip
         return rules
+
+
+def _strings(r: Reader, raw: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """A string or a list of strings (any empty one refused)."""
+    value = raw.get(name, [])
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        r.error(name, "must be a string or a list of strings")
+        return ()
+    return tuple(value)
+
+
+def _regex(r: Reader, raw: Mapping[str, Any], name: str) -> re.Pattern[str] | None:
+    value = r.optional(raw, name)
+    if value is None:
+        return None
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        r.error(name, f"is not a valid regular expression: {exc}")
+        return None
+
+
+def _read_location(r: Reader, t: Mapping[str, Any]) -> LocationRule | None:
+    if "location" not in t:
+        return None
+    raw = r.subtable(t, "location", LOCATION_KEYS) or {}
+    with r.section("location"):
+        rule = LocationRule(
+            equals=_strings(r, raw, "equals"),
+            prefix=_strings(r, raw, "prefix"),
+            not_prefix=_strings(r, raw, "not_prefix"),
+            pattern=_regex(r, raw, "pattern"),
+        )
+        for value in (*rule.equals, *rule.prefix, *rule.not_prefix):
+            if not (value.startswith("/") or "://" in value):
+                r.error("", f"compares paths or absolute URLs, got {value!r}")
+        if not (rule.equals or rule.prefix or rule.not_prefix or rule.pattern):
+            r.error("", "needs equals, prefix, not_prefix or pattern")
+        return rule
+
+
+def _read_headers(r: Reader, t: Mapping[str, Any]) -> tuple[HeaderRule, ...]:
+    raw = r.get(t, "headers", dict, {})
+    rules: list[HeaderRule] = []
+    with r.section("headers"):
+        for name, value in raw.items():
+            if not isinstance(value, dict):
+                r.error(name, 'must be a table such as { equals = "ok" } or { present = true }')
+                continue
+            with r.section(name):
+                r.unknown(value, HEADER_KEYS)
+                rule = HeaderRule(
+                    name=name,
+                    present=r.get(value, "present", bool, True),
+                    equals=r.optional(value, "equals"),
+                    pattern=_regex(r, value, "pattern"),
+                )
+                if not rule.present and (rule.equals is not None or rule.pattern is not None):
+                    r.error("present", "false (the header is absent) takes no equals or pattern")
+                rules.append(rule)
+    return tuple(rules)
+
+
+def _read_body(r: Reader, t: Mapping[str, Any]) -> BodyRule | None:
+    if "body" not in t:
+        return None
+    raw = r.subtable(t, "body", BODY_KEYS) or {}
+    with r.section("body"):
+        rule = BodyRule(
+            contains=_strings(r, raw, "contains"), not_contains=_strings(r, raw, "not_contains")
+        )
+        if not (rule.contains or rule.not_contains):
+            r.error("", "needs contains or not_contains")
+        return rule
 
 
 def read_profile_source(r: Reader, raw: Mapping[str, Any]) -> ProfileSource:
@@ -223,7 +355,19 @@ def read_profile_map(r: Reader, doc: Mapping[str, Any]) -> ProfileMap:
             email=r.pointer(t, "email", "/email"),
             username=r.pointer(t, "username", "/username"),
             refresh_on_login=r.get(t, "refresh_on_login", bool, False),
+            active=r.pointer(t, "active", None),
+            active_values=_active_values(r, t),
         )
+
+
+def _active_values(r: Reader, t: Mapping[str, Any]) -> tuple[Any, ...]:
+    values = r.get(t, "active_values", list, [])
+    if values and "active" not in t:
+        r.error("active_values", "needs profile.active (the pointer whose value it lists)")
+    if not all(isinstance(v, str | int | float | bool) for v in values):
+        r.error("active_values", "must be a list of strings, numbers or booleans")
+        return ()
+    return tuple(values)
 
 
 def read_logout(r: Reader, doc: Mapping[str, Any]) -> LogoutConfig:

@@ -16,7 +16,7 @@ from proxy import log
 from proxy.config import SuccessRules
 from proxy.errors import ProfileError, UpstreamError
 from proxy.forward import UpstreamAnswer, upstream_failure
-from proxy.legacy import judge, map_profile
+from proxy.legacy import is_step, judge, map_profile, profile_active
 from proxy.services import Services
 from store.base import NewUser, User
 from store.errors import Overloaded, RejectedCapture, StoreError, UserExists
@@ -41,13 +41,20 @@ async def forward_and_capture(
     success: SuccessRules,
     capture: Capture,
     before_refusal: Callable[[], Awaitable[None]] | None = None,
+    step: SuccessRules | None = None,
 ) -> Result:
     """Forward ``raw`` (the body as authshim read it, re-encoded) to ``target`` (the route's
     path and re-encoded query); when ``success`` holds, ``capture`` the user.
-    ``before_refusal`` runs before a refusal is relayed (a login's failure pace)."""
+    ``before_refusal`` runs before a refusal is relayed (a login's failure pace). An answer
+    ``step`` rules match (a second-factor page) is relayed and never captured."""
+    url = str(request.url)  # what a relative Location is resolved against
     try:
         async with svc.forwarder.exchange(request, body=raw, target=target) as answer:
-            if not judge(answer, success):
+            if is_step(answer, step, url):
+                # SECURITY: the password was right but the login is not done (a second factor
+                # is due): capturing here would let the password alone log in from now on.
+                return "legacy_step", await svc.forwarder.respond(request, answer), None
+            if not judge(answer, success, url):
                 if before_refusal is not None:
                     await before_refusal()
                 return "legacy_refused", await svc.forwarder.respond(request, answer), None
@@ -83,6 +90,10 @@ async def capture_user(
             fields = checked_fields(
                 identifier, map_profile(found, svc.config.profile), svc, validate
             )
+            # SECURITY: a user the legacy app refuses (locked, say) is not migrated, or
+            # authshim would let them in where the legacy app does not.
+            if not profile_active(found, svc.config.profile):
+                raise RejectedCapture("inactive")
             # An early hash (started while the legacy app judged) is shielded: the caller
             # discards it, and a cancelled capture must not leave it half-awaited.
             phc = await (asyncio.shield(hashing) if hashing else svc.passwords.hash(password))

@@ -51,7 +51,9 @@ from store.validation import (
 )
 
 # Outcomes that settle the counted attempt: a right password, or nobody judged it at all.
-SUCCEEDED = frozenset({"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok"})
+SUCCEEDED = frozenset(
+    {"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok", "legacy_step"}
+)
 UNJUDGED = frozenset({"upstream_error", "overloaded", "store_error"})
 # A wrong password, told by authshim or by the legacy app, or a user nobody has.
 FAILED = frozenset({"local_failed", "blocked", "unknown_refused", "legacy_refused"})
@@ -306,7 +308,7 @@ async def _forward_and_capture(
     try:
         return await forward_and_capture(
             request, svc, raw=reading.body, target=target, success=route.success,
-            capture=capture, before_refusal=hold,
+            capture=capture, before_refusal=hold, step=route.step,
         )  # fmt: skip
     finally:
         if early is not None:

@@ -8,6 +8,12 @@ legacy user (found by the look-up) or nobody. The work that depends on who asked
 the outbox row) runs in the queue's worker (``process``, ``proxy/resets.py``). Only without a
 look-up, in mode ``migrate``, is an email the store does not know forwarded to the legacy app,
 which then handles its own reset.
+
+With a look-up and ``reset.unknown = "forward"`` (mode ``migrate``), the request itself is kept
+beside its queued row; when the worker finds the address neither in the store nor through the
+look-up (or the look-up fails, or its user cannot be mailed), it sends the request on to the
+legacy app's own reset so that the legacy mail still goes out. The client has had the same
+configured answer by then, whoever the address belongs to; the legacy app's answer is dropped.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from proxy import log
 from proxy.answers import problem, render
 from proxy.config import Config, ResetConfig
-from proxy.errors import BadRequestBody, LookupFailed, Throttled
+from proxy.errors import BadRequestBody, LookupFailed, Throttled, UpstreamError
 from proxy.flows.common import (
     NO_ROUTING,
     Refusal,
@@ -27,10 +34,13 @@ from proxy.flows.common import (
     elapsed_ms,
     forward_read,
     read_route,
+    session_user,
     unavailable,
 )
+from proxy.legacy import profile_active
 from proxy.limits import client_ip, throttled_answer
 from proxy.mail import Renderer
+from proxy.resets import HeldRequest
 from proxy.services import Services
 from proxy.tokens import derive_token, hash_token, new_seed, token_key
 from store.base import NewMail, NewResetToken, OutboxMail, ResetRequest
@@ -105,8 +115,11 @@ async def _request(
     # SECURITY: queue, answer, work after: one row for every request, so that the answer says
     # nothing and takes the same time whether or not anyone has this email.
     assert svc.resets is not None  # create_app makes the queue with [reset]
+    held = None
+    if _forwards_unknown(svc, cfg):
+        held = await _held(request, svc, read.target, submitted.body)
     try:
-        await svc.resets.queue(email)
+        await svc.resets.queue(email, held=held)
     except StoreError as exc:
         # Not taken, and said so, alike for every email: the client may ask again.
         log.event("reset.queue_failed", error=type(exc).__name__)
@@ -118,12 +131,34 @@ def _looks_up(svc: Services) -> bool:
     return svc.lookup is not None and svc.lookup.by_email_enabled
 
 
+def _forwards_unknown(svc: Services, cfg: ResetConfig) -> bool:
+    return cfg.unknown == "forward" and not svc.cutover and _looks_up(svc)
+
+
+async def _held(request: web.Request, svc: Services, target: str, body: bytes) -> HeldRequest:
+    """The request as forward_read would send it upstream (headers and identity; the body and
+    target as authshim read them), to send later."""
+    identity = svc.identity(await session_user(request, svc))
+    headers = svc.forwarder._headers(request, identity)
+    # Framed anew when sent: the body is whole by then.
+    for name in ("Content-Length", "Transfer-Encoding"):
+        headers.popall(name, None)
+    return HeldRequest(request.method, target, tuple(headers.items()), body)
+
+
+# What the worker found that mails no one and leaves the address to the legacy app: the store
+# has no such user, and the look-up found none, failed, or found one authshim cannot mail.
+_LEGACY_OUTCOMES = ("unknown", "lookup_error")
+
+
 async def process(svc: Services, cfg: ResetConfig, request: ResetRequest) -> None:
     """Work off one queued request: store a token and queue its mail if anyone is to get one,
     and mark the request done; log the outcome. On a store error it stays queued."""
     started = time.perf_counter()
+    decided: str | None = None
     try:
-        outcome, token, mail = await _issue(svc, cfg, request.email)
+        decided, token, mail = await _issue(svc, cfg, request.email)
+        outcome = decided
         finished = await svc.store.finish_reset_request(
             request.id, now=time.time(), token=token, mail=mail
         )
@@ -137,6 +172,31 @@ async def process(svc: Services, cfg: ResetConfig, request: ResetRequest) -> Non
             svc.mailer.wake()
     svc.counters.add(f"reset.issue.{outcome}")
     log.event("reset.issue", outcome=outcome, ms=elapsed_ms(started))
+    if decided is not None and svc.resets is not None:
+        # Once decided, the kept request is taken (a retry after a store error forwards no
+        # second time), and forwarded when no one here mails the address.
+        held = svc.resets.take_held(request.id)
+        if _forwards_unknown(svc, cfg) and (
+            decided in _LEGACY_OUTCOMES or decided.startswith("rejected.")
+        ):
+            await _forward(svc, held)
+
+
+async def _forward(svc: Services, held: HeldRequest | None) -> None:
+    """Send a kept reset request to the legacy app's own reset; its answer is dropped."""
+    if held is None:
+        # Queued by another replica, or before a restart: the request itself is not here.
+        outcome, status = "lost", None
+    else:
+        try:
+            answer = await svc.forwarder.send(
+                held.method, held.target, headers=CIMultiDict(held.headers), body=held.body
+            )
+            outcome, status = "ok", answer.status
+        except UpstreamError as exc:
+            outcome, status = "failed", exc.status
+    svc.counters.add(f"reset.forward.{outcome}")
+    log.event("reset.forward", outcome=outcome, status=status)
 
 
 async def _issue(svc: Services, cfg: ResetConfig, email: str) -> Issued:
@@ -163,6 +223,8 @@ async def _issue(svc: Services, cfg: ResetConfig, email: str) -> Issued:
             return "lookup_error", None, None
         if found is None:
             return "unknown", None, None
+        if not profile_active(found.profile, svc.config.profile):
+            return "rejected.inactive", None, None  # the legacy app refuses this user
         try:
             # The mail goes to this address: it must pass the import rules whatever
             # migration.validate says.
