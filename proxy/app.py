@@ -93,7 +93,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     """Every request: refused if it is not HTTP/1.x, else answered by its flow (or passed
     through); timed and counted by route (proxy/admin/metrics.py)."""
     app = request.app
-    handler, label = app[ROUTES].resolve(request.method, request.path)
+    handler, label = app[ROUTES].resolve(request)
     metrics = app[METRICS]
     started = time.perf_counter()
     status = 500

@@ -2,69 +2,131 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 
 from aiohttp import web
 
+from proxy import log
+from proxy.answers import problem
 from proxy.config import Config, ResetConfig
+from proxy.errors import BadRequestBody
 from proxy.flows import health, login, logout, password, reset, reset_confirm, session, signup
 from proxy.flows.common import NO_ROUTING, Routing, session_user
 from proxy.pacing import FailurePace
+from proxy.paths import Unfoldable, canonical, may_name, script_prefixes
+from proxy.reading import read_request
 from proxy.services import Services
 
 Handler = Callable[[web.Request, Services], Awaitable[web.StreamResponse]]
 SESSION_PATH = "/.authshim/session"
 PASSTHROUGH = "passthrough"
-_SLASHES = re.compile(r"/{2,}")
-
-
-def normalise_path(path: str) -> str:
-    """Fold the spellings a legacy framework treats as one path (``//``, trailing ``/``)."""
-    if "//" in path:
-        path = _SLASHES.sub("/", path)
-    return path.rstrip("/") or "/"
+REFUSED = "refused"
 
 
 class RouteTable:
-    """Maps (method, normalised path) to the flow that answers it."""
+    """Maps (method, canonical path) to the flow that answers it (``proxy/paths.py``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, case_insensitive: bool = False) -> None:
         self._routes: dict[tuple[str, str], Handler] = {}
+        self._credentials: dict[str, tuple[str, ...]] = {}
+        self._case_insensitive = case_insensitive
+        self._names: frozenset[str] = frozenset()
 
-    def add(self, methods: tuple[str, ...], path: str, handler: Handler) -> None:
+    def canonical(self, path: str) -> str:
+        """A configured path in the table's spelling."""
+        return canonical(path, case_insensitive=self._case_insensitive)
+
+    def add(
+        self,
+        methods: tuple[str, ...],
+        path: str,
+        handler: Handler,
+        *,
+        credentials: tuple[str, ...] = (),
+    ) -> None:
+        """Route ``methods`` on ``path`` to ``handler``; ``credentials``: the field names that
+        a request to the path must not carry in its query under any other method."""
+        key = self.canonical(path)
         for method in methods:
-            self._routes[(method, normalise_path(path))] = handler
+            self._routes[(method, key)] = handler
+        if credentials:
+            self._credentials[key] = (*self._credentials.get(key, ()), *credentials)
+        last = key.rsplit("/", 1)[-1].casefold()
+        self._names = self._names | ({last} if last else set())
 
     def match(self, method: str, path: str) -> Handler | None:
-        return self._routes.get((method, normalise_path(path)))
+        return self._routes.get((method, self.canonical(path)))
 
-    def resolve(self, method: str, path: str) -> tuple[Handler, str]:
-        """The flow for a request and its metrics label: the normalised path of an intercepted
+    def resolve(self, request: web.BaseRequest) -> tuple[Handler, str]:
+        """The flow for a request and its metrics label: the canonical path of an intercepted
         route, ``passthrough`` for the rest (a bounded set of labels)."""
-        normalised = normalise_path(path)
-        handler = self._routes.get((method, normalised))
-        if handler is None:
+        target = request.raw_path
+        try:
+            key = canonical(target, case_insensitive=self._case_insensitive)
+        except Unfoldable as exc:
+            if may_name(target, self._names):
+                # SECURITY: a spelling no two servers fold alike, of what may be a login path.
+                return partial(refuse, reason=str(exc)), REFUSED
             return passthrough, PASSTHROUGH
-        return handler, normalised
+        handler = self._routes.get((request.method, key))
+        if handler is not None:
+            return handler, key
+        for prefix in script_prefixes(key):  # /wp-login.php/x runs wp-login.php
+            if (request.method, prefix) in self._routes or prefix in self._credentials:
+                key = prefix
+                handler = self._routes.get((request.method, prefix))
+                if handler is not None:
+                    return handler, key
+                break
+        if key in self._credentials:
+            handler = self._other_method(request, key)
+            return handler, PASSTHROUGH if handler is passthrough else REFUSED
+        return passthrough, PASSTHROUGH
+
+    def _other_method(self, request: web.BaseRequest, key: str) -> Handler:
+        """A request to a login path under a method the route does not take: passed through
+        (the GET renders the login page), unless it could carry a credential there."""
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        body = request.method not in ("GET", "HEAD", "OPTIONS") and (
+            bool(request.content_length) or chunked
+        )
+        if body:
+            # SECURITY: Express and Rails read a PUT or PATCH body as readily as a POST's.
+            return partial(refuse, reason=f"{request.method} with a body on a login path")
+        query = request.rel_url.raw_query_string
+        if query:
+            try:
+                read_request(b"", content_type="", query=query, fmt="form",
+                             credentials=self._credentials[key])  # fmt: skip
+            except BadRequestBody as exc:
+                # SECURITY: PHP's $_REQUEST (and many a legacy login) takes GET credentials.
+                return partial(refuse, reason=str(exc))
+        return passthrough
+
+
+async def refuse(request: web.Request, svc: Services, reason: str) -> web.StreamResponse:
+    """400 for a request to an intercepted path that authshim will not read one way."""
+    svc.counters.add("reading.refused")
+    log.event("reading.refused", route=request.method, reason=reason)
+    return problem(400, reason)
 
 
 def build_routes(config: Config) -> RouteTable:
     """Every route authshim answers itself, from the config."""
-    table = RouteTable()
+    table = RouteTable(case_insensitive=config.upstream.case_insensitive_paths)
     shared = shared_reset(config)
     for route in config.logins:
         # Only the POST is a login; the GET renders the legacy login page (and its CSRF token).
         pace = FailurePace(route.failure_floor)  # one per route: its own failures teach it
         routing = NO_ROUTING
-        if shared is not None and normalise_path(shared.request_path) == normalise_path(
+        if shared is not None and table.canonical(shared.request_path) == table.canonical(
             route.path
         ):
             names = tuple(name for name, _ in shared.request_query)
             routing = Routing(names, avoid=(shared.request_query,))
         handler = partial(login.handle, route=route, pace=pace, routing=routing)
-        table.add(("POST",), route.path, handler)
+        table.add(("POST",), route.path, handler, credentials=(route.identifier, route.password))
     if config.logout.path:
         table.add(("GET", "POST"), config.logout.path, logout.handle)
     table.add(("GET", "HEAD"), SESSION_PATH, session.handle)
@@ -73,12 +135,12 @@ def build_routes(config: Config) -> RouteTable:
     if (cfg := shared) is not None:
         # Added last, over the path's other route (WordPress's wp-login.php is also the login).
         other = table.match("POST", cfg.request_path) or passthrough
-        here = normalise_path(cfg.request_path)
+        here = table.canonical(cfg.request_path)
         # SECURITY: the login's password field in a reset body means the legacy app may judge
         # a password there (its own routing may read the body): refused by the reset flow.
         foreign = tuple(
             r.password for r in config.logins
-            if normalise_path(r.path) == here and r.password != cfg.email
+            if table.canonical(r.path) == here and r.password != cfg.email
         )  # fmt: skip
         names = tuple(name for name, _ in cfg.request_query)
         routing = Routing(names, want=cfg.request_query, foreign=foreign)

@@ -190,7 +190,7 @@ SECTIONS = (
 ALL_KEYS: tuple[str, ...] = (
     "server.listen", "server.max_body", "server.trusted_proxies", "server.public_url",
     "upstream.url", "upstream.connect_timeout", "upstream.read_timeout", "upstream.pool_size",
-    "upstream.max_answer",
+    "upstream.max_answer", "upstream.case_insensitive_paths",
     "store.url", "store.pool_min", "store.pool_max",
     "migration.mode", "migration.validate", "migration.requires_username", "migration.mode_poll",
     "login.path", "login.format", "login.identifier", "login.password", "login.success",
@@ -198,6 +198,7 @@ ALL_KEYS: tuple[str, ...] = (
     "login.success.json", "login.success.json_equals", "login.profile", "login.profile.json",
     "login.profile.fetch", "login.profile.lookup", "login.profile.token",
     "login.answer", "login.answer.redirect", "login.answer.next_param",
+    "login.failure.from_legacy", "login.failure_floor",
     "login.answer.json", "login.answer.status", "login.failure",
     "profile.legacy_id", "profile.email", "profile.username",
     "logout.path",

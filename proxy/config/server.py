@@ -32,6 +32,8 @@ class UpstreamConfig:
     read_timeout: float = 30.0
     pool_size: int = 100
     max_answer: int = 1024 * 1024
+    # IIS and other Windows servers: /API/Login is /api/login (proxy/paths.py).
+    case_insensitive_paths: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,9 @@ SERVER_KEYS = (
     "listen", "max_body", "trusted_proxies", "public_url",
     "max_line_size", "max_field_size", "max_headers", "body_timeout",
 )  # fmt: skip
-UPSTREAM_KEYS = ("url", "connect_timeout", "read_timeout", "pool_size", "max_answer")
+UPSTREAM_KEYS = (
+    "url", "connect_timeout", "read_timeout", "pool_size", "max_answer", "case_insensitive_paths",
+)  # fmt: skip
 STORE_KEYS = ("url", "pool_min", "pool_max")
 MIGRATION_KEYS = ("mode", "validate", "requires_username", "mode_poll")
 LOG_KEYS = ("level",)
@@ -102,6 +106,7 @@ def read_upstream(r: Reader, doc: Mapping[str, Any]) -> UpstreamConfig:
             read_timeout=r.duration(t, "read_timeout", 30.0),
             pool_size=r.positive(t, "pool_size", 100),
             max_answer=r.positive(t, "max_answer", 1024 * 1024),
+            case_insensitive_paths=r.get(t, "case_insensitive_paths", bool, False),
         )
 
 
