@@ -197,7 +197,7 @@ ALL_KEYS: tuple[str, ...] = (
     "passwords.time_cost", "passwords.memory_cost", "passwords.parallelism", "passwords.workers",
     "passwords.queue_limit",
     "log.level",
-    "admin.listen", "admin.token", "admin.readiness_days",
+    "admin.listen", "admin.token", "admin.readiness_days", "admin.allowed_hosts",
     "profile.refresh_on_login",
     "lookup.by_email", "lookup.by_username", "lookup.method", "lookup.headers",
     "lookup.timeout", "lookup.pointer",
