@@ -19,6 +19,7 @@ from store.sqlite.limits import SQLiteLimits
 from store.sqlite.replicas import SQLiteReplicas
 from store.sqlite.reset import SQLiteReset
 from store.sqlite.reset_queue import SQLiteResetQueue
+from store.sqlite.sessions import SQLiteSessions
 from store.sqlite.settings import SQLiteSettings
 from store.sqlite.users import SQLiteUsers
 
@@ -36,6 +37,7 @@ class SQLiteStore(
     SQLiteLimits,
     SQLiteAdmin,
     SQLiteReplicas,
+    SQLiteSessions,
 ):
     """The Store on a SQLite file, for a single host (several processes may share it)."""
 
