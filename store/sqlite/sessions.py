@@ -46,4 +46,3 @@ class SQLiteSessions(SQLiteConnection):
             "DELETE FROM revoked_sessions WHERE expires_at < ? RETURNING 1", (before,)
         )
         return len(gone)
-
