@@ -215,6 +215,7 @@ class Forwarder:
             identity=identity,
             identity_strip=self._identity_strip,
             trusted_proxies=self._trusted_proxies,
+            public_url=self._public_url,
         )
 
     def _send(

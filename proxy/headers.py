@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +33,7 @@ HOP_BY_HOP: frozenset[str] = frozenset(
 
 # Headers that describe the client's network position. Only a trusted proxy may supply them;
 # from anyone else they are dropped so the legacy app cannot be told a made-up client address.
+# Normalised names (``normalise_name``): ``X.Real.IP`` is X-Real-IP to a CGI gateway.
 _FORWARDING = frozenset({"forwarded", "x-real-ip", "x-forwarded-port", "x-forwarded-prefix"})
 
 # Host: aiohttp's client sends the upstream's own; the client's goes in X-Forwarded-Host.
@@ -51,21 +53,47 @@ WEBSOCKET_HANDSHAKE: frozenset[str] = frozenset(
 )
 
 _XFF, _XFP, _XFH = "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"
-_X_FORWARDED = frozenset(h.lower() for h in (_XFF, _XFP, _XFH))
 
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 HeaderSource = CIMultiDictProxy[str] | CIMultiDict[str]
 
 
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+
+
+# Cached: the same few header names arrive on every request.
+@lru_cache(maxsize=512)
 def normalise_name(name: str) -> str:
-    """Return ``name`` lower-cased with ``_`` read as ``-``, the way many servers treat it."""
-    return name.lower().replace("_", "-")
+    """Return the name a server behind a gateway may read ``name`` as: case folded, every run of
+    characters other than ASCII letters and digits read as one ``-``, and none at either end.
+
+    CGI gateways (lighttpd, Apache's mod_cgi, PHP-FPM behind most servers) turn every
+    non-alphanumeric character into ``_`` (``X.Forwarded.User`` becomes ``HTTP_X_FORWARDED_USER``),
+    and some trim what surrounds a name. A non-ASCII letter counts as the ASCII letter that
+    Unicode folding or upper-casing makes of it (long s U+017F is ``s``, dotless i U+0131 is
+    ``i``, the Kelvin sign is ``k``), as a gateway in a Unicode-aware language may make it; any
+    other is a separator.
+    """
+    if not name.isascii():
+        name = "".join(map(_ascii_letter, unicodedata.normalize("NFKC", name)))
+    return _NOT_ALNUM.sub("-", name.lower()).strip("-")
+
+
+def _ascii_letter(char: str) -> str:
+    for folded in (char.casefold(), char.upper().lower(), char.lower()):
+        if folded.isascii():
+            return folded
+    return "-"
 
 
 def identity_names(names: Iterable[str]) -> frozenset[str]:
     """Return the normalised form of every identity header name."""
     return frozenset(normalise_name(n) for n in names)
+
+
+# The X-Forwarded-* headers authshim sets itself; no client spelling of them goes upstream.
+_X_FORWARDED = identity_names([_XFF, _XFP, _XFH])
 
 
 def hop_by_hop(headers: HeaderSource) -> set[str]:
@@ -120,30 +148,34 @@ def upstream_request_headers(
     identity: Mapping[str, str],
     identity_strip: frozenset[str],
     trusted_proxies: tuple[str, ...],
+    public_url: str | None = None,
 ) -> CIMultiDict[str]:
     """Return the headers to send upstream for ``request``.
 
     The client's headers are copied in order (repeated ones stay repeated) minus hop-by-hop
-    headers, Host, Expect, every client copy of an identity header, and forwarding headers from
-    untrusted peers; then ``identity`` and X-Forwarded-For/Proto/Host are set. A trusted
-    proxy's X-Forwarded-For is extended and its X-Forwarded-Proto/Host are kept.
+    headers, Host, Expect, every client copy (in any spelling, see ``normalise_name``) of an
+    identity header or of X-Forwarded-For/Proto/Host, and forwarding headers from untrusted
+    peers; then ``identity`` and X-Forwarded-For/Proto/Host are set. A trusted proxy's
+    X-Forwarded-For is extended and its X-Forwarded-Proto/Host are kept, unless ``public_url``
+    (``server.public_url``) is set: then its scheme and host are X-Forwarded-Proto/Host.
     """
     source = request.headers
     peer = request.remote
     trusted = is_trusted(peer, trusted_proxies)
     drop = hop_by_hop(source) | _REQUEST_ONLY
-    # SECURITY: identity headers reach the upstream only from us. Compare normalised names so
-    # that ``X-Forwarded_User`` cannot slip past a server that reads ``_`` as ``-``.
-    strip = identity_strip | identity_names(identity)
+    # SECURITY: identity headers reach the upstream only from us, and so do the X-Forwarded-*
+    # we set. Names compare normalised, so that ``X.Forwarded.User`` or ``X-Forwarded_User``
+    # cannot slip past: a CGI gateway reads both as ``HTTP_X_FORWARDED_USER``.
+    strip = identity_strip | identity_names(identity) | _X_FORWARDED
 
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in source.items():
-        lower = name.lower()
-        if lower in drop or normalise_name(name) in strip:
+        if name.lower() in drop:
             continue
-        if lower in _X_FORWARDED:
-            continue  # set below from what we know
-        if lower in _FORWARDING and not trusted:  # SECURITY: see _FORWARDING
+        normal = normalise_name(name)
+        if normal in strip:
+            continue  # identity: only ours; X-Forwarded-*: set below from what we know
+        if normal in _FORWARDING and not trusted:  # SECURITY: see _FORWARDING
             continue
         headers.add(name, value)
 
@@ -152,9 +184,21 @@ def upstream_request_headers(
 
     if chain := _forwarded_for(source, peer, trusted):
         headers[_XFF] = chain
-    headers[_XFP] = (trusted and source.get(_XFP)) or request.scheme
-    headers[_XFH] = (trusted and source.get(_XFH)) or request.host
+    if public_url is not None:
+        # SECURITY: the legacy app builds reset links and redirects from X-Forwarded-Host; a
+        # client's Host must not choose where a password-reset mail points.
+        scheme, host = _public_scheme_host(public_url)
+        headers[_XFP], headers[_XFH] = scheme, host
+    else:
+        headers[_XFP] = (trusted and source.get(_XFP)) or request.scheme
+        headers[_XFH] = (trusted and source.get(_XFH)) or request.host
     return headers
+
+
+@lru_cache(maxsize=8)
+def _public_scheme_host(public_url: str) -> tuple[str, str]:
+    parts = urlsplit(public_url)
+    return parts.scheme, parts.netloc
 
 
 def _forwarded_for(source: HeaderSource, peer: str | None, trusted: bool) -> str:

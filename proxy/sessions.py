@@ -1,7 +1,11 @@
-"""authshim's session cookie: signed, expiring, revocable by a per-user epoch.
+"""authshim's session cookie: signed, expiring, revocable by a per-user epoch (every session)
+or by its nonce (one session: a logout).
 
 The cookie is ``base64url(payload) "." base64url(HMAC-SHA256(secret, payload))`` with a 128-bit
-random nonce in the payload, so that any replica holding the secret can verify it.
+random nonce in the payload, so that any replica holding the secret can verify it. The nonce
+names the session: a logout stores it as revoked until the cookie expires, and every replica
+reads a user's revoked nonces with the user, so a copied cookie stops working here at once and
+on other replicas within ``session.cache_ttl``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Claims:
     user_id: str
     epoch: int
     expires: float
+    session_id: str  # the payload's random nonce
 
 
 def _derive(secret: str) -> bytes:
@@ -76,7 +81,7 @@ class SessionCodec:
             return None
         try:
             data = orjson.loads(payload)
-            claims = Claims(str(data["u"]), int(data["e"]), float(data["x"]))
+            claims = Claims(str(data["u"]), int(data["e"]), float(data["x"]), str(data["n"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
         return claims if claims.expires > (now or time.time()) else None
@@ -103,15 +108,19 @@ def clear_cookie(config: SessionConfig) -> str:
     return "; ".join(parts)
 
 
+_NONE_REVOKED: frozenset[str] = frozenset()
+
+
 class Sessions:
-    """Resolves a request's session cookie to a live user, caching users for a moment."""
+    """Resolves a request's session cookie to a live user, caching users (and their revoked
+    sessions) for ``session.cache_ttl``."""
 
     def __init__(self, config: SessionConfig, store: Store) -> None:
         self.config = config
         previous = [old.value for old in config.previous_secrets]
         self.codec = SessionCodec(config.secret.value, config.max_age, previous)
         self._store = store
-        self._cache: dict[str, tuple[float, User | None]] = {}
+        self._cache: dict[str, tuple[float, User | None, frozenset[str]]] = {}
 
     def issue(self, user: User) -> str:
         """The ``Set-Cookie`` value for a new session of ``user``."""
@@ -129,26 +138,48 @@ class Sessions:
         if claims is None:
             return None
         hit = self._cached(claims.user_id)  # the common case, without a coroutine
-        user = hit[1] if hit is not None else await self._load(claims.user_id)
+        _, user, revoked = hit if hit is not None else await self._load(claims.user_id)
         # SECURITY: a bumped epoch (password change, revoke) ends every older session.
         if user is None or user.blocked or user.session_epoch != claims.epoch:
             return None
+        if claims.session_id in revoked:  # SECURITY: this session was logged out
+            return None
         return user
 
-    def _cached(self, user_id: str) -> tuple[float, User | None] | None:
+    async def revoke(self, cookie_value: str | None) -> bool:
+        """End the session of a genuine cookie value for good (a logout): here at once, on
+        other replicas when their cached copy of the user expires. Return whether one ended.
+
+        Raises:
+            StoreError: the store failed; the session is still valid elsewhere.
+        """
+        claims = self.codec.verify(cookie_value) if cookie_value else None
+        if claims is None:
+            return False
+        await self._store.revoke_session(
+            claims.user_id, claims.session_id, expires_at=claims.expires
+        )
+        hit = self._cache.get(claims.user_id)
+        if hit is not None:
+            self._cache[claims.user_id] = (hit[0], hit[1], hit[2] | {claims.session_id})
+        return True
+
+    def _cached(self, user_id: str) -> tuple[float, User | None, frozenset[str]] | None:
         hit = self._cache.get(user_id)
         if hit is not None and time.monotonic() - hit[0] < self.config.cache_ttl:
             return hit
         return None
 
-    async def _load(self, user_id: str) -> User | None:
-        """Read the user from the store and cache it (a miss of ``_cached``)."""
+    async def _load(self, user_id: str) -> tuple[float, User | None, frozenset[str]]:
+        """Read the user and its revoked sessions from the store (one read) and cache them
+        (a miss of ``_cached``)."""
         now = time.monotonic()
-        user = await self._store.get_user(user_id)
+        user, revoked = await self._store.get_session_user(user_id, now=time.time())
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[user_id] = (now, user)
-        return user
+        entry = (now, user, revoked or _NONE_REVOKED)
+        self._cache[user_id] = entry
+        return entry
 
 
 def identity_headers(

@@ -290,6 +290,19 @@ class Store(Protocol):
     async def revoke_sessions(self, user_id: str) -> int:
         """Bump the session epoch so that every issued session is refused; return it."""
 
+    async def revoke_session(self, user_id: str, session_id: str, *, expires_at: float) -> None:
+        """Revoke one session of ``user_id`` (a logout) until ``expires_at``, when its cookie
+        expires anyway; revocations already expired are purged in passing."""
+
+    async def get_session_user(
+        self, user_id: str, *, now: float
+    ) -> tuple[User | None, frozenset[str]]:
+        """Return the user with this id and the ids of its sessions revoked and not expired
+        at ``now``, in one read: what a session check needs on a cache miss."""
+
+    async def purge_revoked_sessions(self, *, before: float) -> int:
+        """Delete the revocations that expired before ``before``; return how many went."""
+
     async def set_blocked(self, user_id: str, blocked: bool) -> None:
         """Block or unblock a user."""
 

@@ -1,7 +1,11 @@
-"""Tests for proxy/headers.py: the pure header rules, no sockets."""
+"""Tests for proxy/headers.py: the pure header rules, then the strip through a real proxy."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
@@ -16,6 +20,8 @@ from proxy.headers import (
     upstream_request_headers,
     websocket_protocols,
 )
+from tests.fixtures.legacy import FakeLegacy
+from tests.fixtures.proxy import Proxy, StartProxy
 
 STRIP = identity_names(["X-Forwarded-User", "X-Forwarded-Email"])
 
@@ -183,3 +189,135 @@ def test_websocket_protocols_in_offered_order() -> None:
     )
     assert websocket_protocols(headers) == ("chat.v1", "chat.v2", "x")
     assert websocket_protocols(CIMultiDict()) == ()
+
+
+# -- every spelling a gateway folds to the same name ---------------------------------------------
+
+
+def test_names_fold_the_way_a_cgi_gateway_does() -> None:
+    """Any non-alphanumeric run reads as one separator, the ends are trimmed, case is folded."""
+    for spelling in (
+        "X.Forwarded.User",
+        "X_Forwarded_User",
+        "x-forwarded-user ",
+        " X-Forwarded-User",
+        "X~Forwarded~USER",
+        "X-Forwarded--User",
+        "-X-Forwarded-User_",
+    ):
+        assert normalise_name(spelling) == "x-forwarded-user", spelling
+
+
+def test_non_ascii_names_fold_to_the_ascii_letters_a_gateway_may_make() -> None:
+    """Long s, dotless i, the Kelvin sign and fullwidth letters fold to their ASCII letter."""
+    assert normalise_name("X-Forwarded-U\u017fer") == "x-forwarded-user"
+    assert normalise_name("X-Forwarded-Emai\u0131") == "x-forwarded-emai" + "i"
+    assert normalise_name("\u212a") == "k"
+    assert normalise_name("\uff38-Forwarded-User") == "x-forwarded-user"
+    assert normalise_name("X\u00a0Forwarded\u2013User") == "x-forwarded-user"
+
+
+def test_spoofed_x_forwarded_in_other_spellings_never_go_upstream() -> None:
+    """A client's X.Forwarded.Host or X_Forwarded_For is dropped; only ours goes upstream."""
+    out = upstream(
+        [
+            ("Host", "site.example"),
+            ("X.Forwarded.Host", "evil.example"),
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("x.forwarded.proto", "https"),
+            ("X.Real.IP", "6.6.6.6"),
+        ]
+    )
+    assert sorted(out) == ["X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"]
+    assert out["X-Forwarded-Host"] == "site.example"
+
+
+def test_public_url_sets_x_forwarded_host_and_proto() -> None:
+    """With server.public_url, X-Forwarded-Host/Proto are its host and scheme, not the client's."""
+    for trusted in ((), ("10.0.0.0/8",)):
+        out = upstream_request_headers(
+            request(
+                [("Host", "evil.example"), ("X-Forwarded-Host", "evil.example")], remote="10.0.0.9"
+            ),
+            identity={},
+            identity_strip=STRIP,
+            trusted_proxies=trusted,
+            public_url="https://www.example.com:8443",
+        )
+        assert out.getall("X-Forwarded-Host") == ["www.example.com:8443"]
+        assert out.getall("X-Forwarded-Proto") == ["https"]
+
+
+# -- through a real proxy to the fake legacy app -------------------------------------------------
+
+SPOOFS = [
+    "X.Forwarded.User",
+    "X_Forwarded_User",
+    "x_forwarded_user",
+    "X-Forwarded.User",
+    "X~Forwarded~User",
+    "x-forwarded-user ",
+    "X-Forwarded-User\t",
+    "X.Authshim.User.Id",
+    "X.Forwarded.Host",
+    "X_Forwarded_For",
+]
+
+
+CGI = {"X_FORWARDED_USER", "X_FORWARDED_EMAIL"}
+
+
+async def _raw_get(port: int, header: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"GET /spoof HTTP/1.1\r\nHost: site.example\r\n{header}: admin\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        async with asyncio.timeout(5):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("name", SPOOFS)
+async def test_spoofed_spellings_never_reach_the_legacy_app(
+    proxy: Proxy, legacy: FakeLegacy, name: str
+) -> None:
+    """A client header a gateway would read as an identity or X-Forwarded-* header is stripped
+    (or the request refused): the legacy app never sees the client's value."""
+    answer = await _raw_get(proxy.server.port, name)
+    assert answer[: len("HTTP/1.1 200")] in (b"HTTP/1.1 200", b"HTTP/1.1 400", b"HTTP/1.0 400")
+    for seen in legacy.seen:
+        assert "admin" not in seen.headers.values(), seen.headers
+
+
+async def test_spoofed_spelling_beside_a_real_session(proxy: Proxy, legacy: FakeLegacy) -> None:
+    """A logged-in user's X.Forwarded.User is dropped; the legacy app sees only authshim's."""
+    assert (await proxy.form_login("alice", "wonderland-1")).status == 302
+    async with proxy.client.get(
+        proxy.url("/private/"), headers={"X.Forwarded.User": "admin", "X_Forwarded_Email": "b@x"}
+    ) as response:
+        assert response.status == 200
+    seen = legacy.seen[-1]
+    cgi = {n: v for n, v in seen.headers.items() if re.sub(r"[^A-Z0-9]", "_", n.upper()) in CGI}
+    assert cgi == {"X-Forwarded-User": "Alice", "X-Forwarded-Email": "Alice@Example.com"}
+
+
+async def test_public_url_is_the_forwarded_host_upstream(
+    start_proxy: StartProxy, legacy: FakeLegacy
+) -> None:
+    """With server.public_url set, a client's Host never becomes the upstream's
+    X-Forwarded-Host (a password-reset link cannot be pointed at another site)."""
+    proxy = await start_proxy(
+        lambda raw: raw["server"].update(public_url="https://www.example.com")
+    )
+    async with proxy.client.get(
+        proxy.url("/accounts/password_reset/"),
+        headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"},
+    ) as response:
+        assert response.status == 200
+    seen = legacy.seen[-1]
+    assert seen.headers["X-Forwarded-Host"] == "www.example.com"
+    assert seen.headers["X-Forwarded-Proto"] == "https"

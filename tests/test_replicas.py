@@ -186,6 +186,31 @@ async def test_a_session_from_one_replica_works_on_the_other_until_revoked(env: 
         assert await until(refused, within=5) <= 1.0 + 1.0  # session.cache_ttl = 1s
 
 
+async def test_a_logout_on_one_replica_ends_a_copied_cookie_on_both(env: Env) -> None:
+    """After a logout through one replica, a copy of that session's cookie gets 401 from
+    forward-auth and no identity on both, within session.cache_ttl (1 s)."""
+    a, b = await env.cluster.start()
+    assert (await login(env.client, a, "alice@example.com", "wonderland-1")).status == 200
+    cookie = env.client.cookie_jar.filter_cookies(URL(a.url("/")))["authshim"].value
+    browser = {"Cookie": f"authshim={cookie}"}
+    async with aiohttp.ClientSession() as thief:  # no cookie jar of its own: only this copy
+        async with thief.get(b.url("/.authshim/session"), headers=browser) as response:
+            assert response.status == 200  # b has alice cached now
+        async with env.client.get(a.url("/accounts/logout/"), allow_redirects=False) as response:
+            assert response.status == 302
+
+        async def refused() -> bool:
+            statuses = []
+            for replica in (a, b):
+                async with thief.get(replica.url("/.authshim/session"), headers=browser) as r:
+                    statuses.append(r.status)
+            return statuses == [401, 401]
+
+        await until(refused, within=5)  # session.cache_ttl = 1s; 5 s only bounds a failure
+        async with thief.get(b.url("/private/page"), headers=browser) as response:
+            assert "X-Forwarded-User" not in (await response.json())["headers"]
+
+
 async def test_database_cut_and_restored_under_traffic(env: Env) -> None:
     """Cut: migrated users get 503, others reach the legacy app; restored: all works, no debris."""
     a, b = await env.cluster.start()

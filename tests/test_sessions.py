@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
+
+import aiohttp
 
 from proxy.config import Secret, SessionConfig
 from proxy.sessions import SessionCodec, set_cookie
 from tests.fixtures.legacy import FakeLegacy
-from tests.fixtures.proxy import Proxy
+from tests.fixtures.proxy import Proxy, StartProxy
 
 
 async def login(proxy: Proxy) -> None:
@@ -109,3 +113,68 @@ async def test_logout_clears_the_cookie_and_runs_the_legacy_logout(
     assert proxy.session_cookie() is None
     assert legacy.seen[-1].path == "/accounts/logout/"
     assert legacy.seen[-1].headers["X-Forwarded-User"] == "Alice"
+
+
+async def _session_status(client: aiohttp.ClientSession, proxy: Proxy, cookie: str) -> int:
+    """What forward-auth answers for a bare copy of the cookie ``cookie``."""
+    headers = {"Cookie": f"authshim={cookie}"}
+    async with client.get(proxy.url("/.authshim/session"), headers=headers) as response:
+        return response.status
+
+
+async def test_a_copied_cookie_stops_working_after_logout(proxy: Proxy, legacy: FakeLegacy) -> None:
+    """After logout a copy of the cookie gets no identity and forward-auth answers 401, at
+    once on the replica that logged out; another session of the user keeps working."""
+    await login(proxy)
+    copied = proxy.session_cookie()
+    assert copied
+    second = await start_second_session(proxy)
+    async with aiohttp.ClientSession() as thief:
+        assert await _session_status(thief, proxy, copied) == 200
+        async with proxy.client.get(proxy.url("/accounts/logout/"), allow_redirects=False):
+            pass
+        assert await _session_status(thief, proxy, copied) == 401
+        async with thief.get(
+            proxy.url("/private/"), headers={"Cookie": f"authshim={copied}"}
+        ) as response:
+            assert response.status == 200
+        assert "X-Forwarded-User" not in legacy.seen[-1].headers
+        assert await _session_status(thief, proxy, second) == 200
+
+
+async def start_second_session(proxy: Proxy) -> str:
+    """Log alice in again from another client; return that session's cookie value."""
+    async with aiohttp.ClientSession() as other:
+        async with other.post(
+            proxy.url("/api/login"),
+            json={"email": "alice@example.com", "password": "wonderland-1"},
+        ) as response:
+            assert response.status == 200
+            return response.cookies["authshim"].value
+
+
+async def test_logout_on_one_instance_ends_the_session_on_another(
+    start_proxy: StartProxy, store_url: str
+) -> None:
+    """Two proxies on one store: after logout on the first, the second refuses the copied
+    cookie (forward-auth 401) once its cached copy of the user is older than cache_ttl."""
+
+    def fast(raw: dict[str, Any]) -> None:
+        raw["session"]["cache_ttl"] = "200ms"
+
+    first = await start_proxy(fast, store_url=store_url)
+    second = await start_proxy(fast, store_url=store_url)
+    await login(first)
+    copied = first.session_cookie()
+    assert copied
+    async with aiohttp.ClientSession() as thief:
+        assert await _session_status(thief, second, copied) == 200  # cached there now
+        async with first.client.get(first.url("/accounts/logout/"), allow_redirects=False):
+            pass
+        assert await _session_status(thief, first, copied) == 401
+        for _ in range(100):
+            if await _session_status(thief, second, copied) == 401:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the second instance still honours the logged-out cookie")

@@ -187,6 +187,35 @@ async def test_revoke_sessions_bumps_epoch_each_time(store: Store) -> None:
     assert after.session_epoch == 2 and after.password_hash == HASH
 
 
+async def test_revoked_sessions_come_with_the_user_until_they_expire(store: Store) -> None:
+    """A revoked session id is read with its user while live; other users' are not."""
+    user = await store.insert_user(bob())
+    other = await store.insert_user(bob(email="eve@x.io", username="eve", legacy_id="18"))
+    now = time.time()
+    assert await store.get_session_user(user.id, now=now) == (user, frozenset())
+    await store.revoke_session(user.id, "n1", expires_at=now + 3600)
+    await store.revoke_session(user.id, "n2", expires_at=now + 60)
+    await store.revoke_session(user.id, "n1", expires_at=now + 3600)  # twice: once
+    await store.revoke_session(other.id, "n3", expires_at=now + 3600)
+    found, revoked = await store.get_session_user(user.id, now=now)
+    assert found == await stored(store, user.id)
+    assert revoked == frozenset({"n1", "n2"})
+    assert (await store.get_session_user(user.id, now=now + 120))[1] == frozenset({"n1"})
+    assert await store.get_session_user("no-such-id", now=now) == (None, frozenset())
+
+
+async def test_expired_revocations_are_purged(store: Store) -> None:
+    """Revocations past their cookie's expiry are deleted, on purge and in passing on revoke."""
+    user = await store.insert_user(bob())
+    now = time.time()
+    await store.revoke_session(user.id, "old", expires_at=now - 10)  # purged in passing
+    await store.revoke_session(user.id, "live", expires_at=now + 3600)
+    assert (await store.get_session_user(user.id, now=now - 20))[1] == frozenset({"live"})
+    assert await store.purge_revoked_sessions(before=now) == 0
+    assert await store.purge_revoked_sessions(before=now + 7200) == 1
+    assert (await store.get_session_user(user.id, now=0))[1] == frozenset()
+
+
 async def test_epoch_of_unknown_user_raises_lookup_error(store: Store) -> None:
     """There is no epoch to return for a user that does not exist."""
     with pytest.raises(UserNotFound):

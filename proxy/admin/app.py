@@ -3,7 +3,8 @@
 Every request must carry the admin token (``Authorization: Bearer TOKEN``, or HTTP Basic with
 the token as password, which is how a browser sends it to the dashboard). State-changing
 requests must also come from the admin's own origin: a browser that holds Basic credentials
-would otherwise let any site it visits post to the admin API.
+would otherwise let any site it visits post to the admin API. Before either, the request must
+name a host the listener answers for (``proxy/admin/hosts.py``: DNS rebinding).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiohttp.typedefs import Handler
 from proxy import log
 from proxy.admin import api, dashboard
 from proxy.admin.common import CONFIG, PROXY_APP, error, services
+from proxy.admin.hosts import host_middleware
 from proxy.admin.metrics import METRICS, render
 from proxy.admin.users import BadQuery
 from proxy.config import Config, is_loopback
@@ -111,7 +113,8 @@ async def _openapi(request: web.Request) -> web.FileResponse:
 def create_admin_app(config: Config, proxy_app: web.Application) -> web.Application:
     """The admin app; it reads ``proxy_app[SERVICES]`` at request time."""
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_BODY
+        middlewares=[host_middleware, errors_middleware, auth_middleware],
+        client_max_size=MAX_BODY,
     )
     app[PROXY_APP] = proxy_app
     app[CONFIG] = config

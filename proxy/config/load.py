@@ -208,7 +208,7 @@ ALL_KEYS: tuple[str, ...] = (
     "passwords.time_cost", "passwords.memory_cost", "passwords.parallelism", "passwords.workers",
     "passwords.queue_limit",
     "log.level",
-    "admin.listen", "admin.token", "admin.readiness_days",
+    "admin.listen", "admin.token", "admin.readiness_days", "admin.allowed_hosts",
     "profile.refresh_on_login",
     # judging the legacy app as a browser would (issue 14)
     "login.success.location", "login.success.location.equals", "login.success.location.prefix",

@@ -17,6 +17,7 @@ from store.postgres.pending import PostgresPending
 from store.postgres.replicas import PostgresReplicas
 from store.postgres.reset import PostgresReset
 from store.postgres.reset_queue import PostgresResetQueue
+from store.postgres.sessions import PostgresSessions
 from store.postgres.settings import PostgresSettings
 from store.postgres.users import PostgresUsers
 
@@ -35,6 +36,7 @@ class PostgresStore(
     PostgresLimits,
     PostgresAdmin,
     PostgresReplicas,
+    PostgresSessions,
 ):
     """A Store on PostgreSQL, safe to share between several replicas."""
 

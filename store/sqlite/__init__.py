@@ -20,6 +20,7 @@ from store.sqlite.pending import SQLitePending
 from store.sqlite.replicas import SQLiteReplicas
 from store.sqlite.reset import SQLiteReset
 from store.sqlite.reset_queue import SQLiteResetQueue
+from store.sqlite.sessions import SQLiteSessions
 from store.sqlite.settings import SQLiteSettings
 from store.sqlite.users import SQLiteUsers
 
@@ -38,6 +39,7 @@ class SQLiteStore(
     SQLiteLimits,
     SQLiteAdmin,
     SQLiteReplicas,
+    SQLiteSessions,
 ):
     """The Store on a SQLite file, for a single host (several processes may share it)."""
 
