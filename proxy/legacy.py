@@ -219,3 +219,12 @@ def map_profile(profile: Mapping[str, Any], mapping: ProfileMap) -> ProfileField
         email=pick(mapping.email),
         username=pick(mapping.username),
     )
+
+
+def has_second_factor(profile: Mapping[str, Any], mapping: ProfileMap) -> bool:
+    """Whether the profile says the user has a second factor at the legacy app
+    (``[profile] second_factor``: any value there but null, false, 0, "" or an empty list)."""
+    if mapping.second_factor is None:
+        return False
+    value = resolve_pointer(profile, mapping.second_factor)
+    return value is not MISSING and bool(value)

@@ -11,7 +11,17 @@ from proxy import log
 from proxy.answers import problem
 from proxy.config import Config, ResetConfig
 from proxy.errors import BadRequestBody
-from proxy.flows import health, login, logout, password, reset, reset_confirm, session, signup
+from proxy.flows import (
+    health,
+    login,
+    logout,
+    password,
+    reset,
+    reset_confirm,
+    session,
+    signup,
+    steps,
+)  # fmt: skip
 from proxy.flows.common import NO_ROUTING, Routing, session_user
 from proxy.pacing import FailurePace
 from proxy.paths import Unfoldable, canonical, may_name, script_prefixes
@@ -127,6 +137,9 @@ def build_routes(config: Config) -> RouteTable:
             routing = Routing(names, avoid=(shared.request_query,))
         handler = partial(login.handle, route=route, pace=pace, routing=routing)
         table.add(("POST",), route.path, handler, credentials=(route.identifier, route.password))
+        if not route.second_factor:  # a second factor's steps pass through: nothing to finish
+            for path in route.step_paths:
+                table.add(("POST",), path, partial(steps.handle, route=route))
     if config.logout.path:
         table.add(("GET", "POST"), config.logout.path, logout.handle)
     table.add(("GET", "HEAD"), SESSION_PATH, session.handle)

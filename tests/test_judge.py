@@ -137,7 +137,7 @@ async def test_a_step_rule_keeps_the_first_step_out(
     start_tracker: StartTracker, tracker: Tracker
 ) -> None:
     """With only today's rules plus step = { location.prefix = /account/twofa }, a two-factor
-    user's right password is relayed as a step (outcome legacy_step), never captured."""
+    user's right password is relayed as a step (outcome second_factor), never captured."""
     proxy = await start_tracker(
         tracker_config(success=PLAIN, step={"location": {"prefix": "/account/twofa"}})
     )
@@ -145,7 +145,7 @@ async def test_a_step_rule_keeps_the_first_step_out(
     assert twofa.status == 302 and "/account/twofa/confirm" in twofa.headers["Location"]
     assert twofa.cookies.get(COOKIE) is not None and proxy.session_cookie() is None
     assert await proxy.svc.store.find_user("twofa") is None
-    assert proxy.svc.counters.totals["login.legacy_step"] == 1
+    assert proxy.svc.counters.totals["login.second_factor"] == 1
 
 
 async def test_an_active_rule_keeps_the_locked_user_out(

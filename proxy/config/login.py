@@ -102,6 +102,11 @@ class LoginRoute:
     failure_floor: float | None = None  # seconds; None: learned (proxy/pacing.py)
     # The first step of a login that goes on (a second-factor page): never a capture.
     step: SuccessRules | None = None
+    # The requests that go on with it (proxy/flows/steps.py), whether the step is a second
+    # factor (the user then stays on the legacy login), how long a pending capture waits.
+    step_paths: tuple[str, ...] = ()
+    second_factor: bool = True
+    step_expires: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,9 @@ class ProfileMap:
     # active_values, or true when there are none. None: every profile is active.
     active: str | None = None
     active_values: tuple[Any, ...] = ()
+    # A user with a second factor at the legacy app (a non-empty value here): never answered
+    # on the password alone.
+    second_factor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +133,7 @@ class LogoutConfig:
 
 LOGIN_KEYS = (
     "path", "format", "identifier", "password", "success", "profile", "answer", "failure",
-    "failure_floor", "step",
+    "failure_floor", "step", "step_paths", "second_factor", "step_expires",
 )  # fmt: skip
 SUCCESS_KEYS = (
     "status", "cookie", "cookie_prefix", "json", "json_equals", "location", "headers", "body",
@@ -138,6 +146,7 @@ ANSWER_KEYS = ("redirect", "next_param", "json", "status")
 FAILURE_KEYS = (*ANSWER_KEYS, "from_legacy")
 PROFILE_KEYS = (
     "legacy_id", "email", "username", "refresh_on_login", "active", "active_values",
+    "second_factor",
 )  # fmt: skip
 LOGOUT_KEYS = ("path",)
 OK = Answer(json={"ok": True}, status=200)
@@ -171,9 +180,29 @@ def read_logins(r: Reader, doc: Mapping[str, Any]) -> tuple[LoginRoute, ...]:
                 failure=read_answer(r, item, "failure", default_status=401, keys=FAILURE_KEYS),
                 failure_floor=_floor(r, item),
                 step=read_success(r, item, "step") if "step" in item else None,
+                step_paths=_step_paths(r, item),
+                second_factor=r.get(item, "second_factor", bool, True),
+                step_expires=r.duration(item, "step_expires", 300.0),
             )
+            if (route.step_paths or "second_factor" in item) and route.step is None:
+                r.error("step", "is required with step_paths or second_factor")
+            if not route.second_factor and not route.step_paths:
+                r.error("step_paths", "is required with second_factor = false (the requests "
+                        "that finish the login, where the capture completes)")  # fmt: skip
             routes.append(route)
     return tuple(routes)
+
+
+def _step_paths(r: Reader, raw: Mapping[str, Any]) -> tuple[str, ...]:
+    paths = raw.get("step_paths", [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        r.error("step_paths", "must be a list of paths")
+        return ()
+    for path in paths:
+        if not path.startswith("/"):
+            r.error("step_paths", f"must be paths starting with '/', got {path!r}")
+            return ()
+    return tuple(paths)
 
 
 def read_success(r: Reader, raw: Mapping[str, Any], name: str = "success") -> SuccessRules:
@@ -357,6 +386,7 @@ def read_profile_map(r: Reader, doc: Mapping[str, Any]) -> ProfileMap:
             refresh_on_login=r.get(t, "refresh_on_login", bool, False),
             active=r.pointer(t, "active", None),
             active_values=_active_values(r, t),
+            second_factor=r.pointer(t, "second_factor", None),
         )
 
 

@@ -13,10 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from proxy import log
-from proxy.config import SuccessRules
-from proxy.errors import ProfileError, UpstreamError
+from proxy.config import LoginRoute, SuccessRules
+from proxy.errors import LookupFailed, ProfileError, UpstreamError
 from proxy.forward import UpstreamAnswer, upstream_failure
-from proxy.legacy import is_step, judge, map_profile, profile_active
+from proxy.legacy import fetch_profile, is_step, judge, map_profile, profile_active
 from proxy.services import Services
 from store.base import NewUser, User
 from store.errors import Overloaded, RejectedCapture, StoreError, UserExists
@@ -42,18 +42,22 @@ async def forward_and_capture(
     capture: Capture,
     before_refusal: Callable[[], Awaitable[None]] | None = None,
     step: SuccessRules | None = None,
+    on_step: Callable[[], Awaitable[tuple[str, list[str]]]] | None = None,
 ) -> Result:
     """Forward ``raw`` (the body as authshim read it, re-encoded) to ``target`` (the route's
     path and re-encoded query); when ``success`` holds, ``capture`` the user.
     ``before_refusal`` runs before a refusal is relayed (a login's failure pace). An answer
-    ``step`` rules match (a second-factor page) is relayed and never captured."""
+    ``step`` rules match (a second-factor page) is relayed and never captured; ``on_step``
+    names its outcome and the cookies to add (a multi-step login's pending capture)."""
     url = str(request.url)  # what a relative Location is resolved against
     try:
         async with svc.forwarder.exchange(request, body=raw, target=target) as answer:
             if is_step(answer, step, url):
                 # SECURITY: the password was right but the login is not done (a second factor
                 # is due): capturing here would let the password alone log in from now on.
-                return "legacy_step", await svc.forwarder.respond(request, answer), None
+                outcome, cookies = await on_step() if on_step else ("legacy_step", [])
+                response = await svc.forwarder.respond(request, answer, cookies=cookies)
+                return outcome, response, None
             if not judge(answer, success, url):
                 if before_refusal is not None:
                     await before_refusal()
@@ -140,3 +144,23 @@ async def _quiet_find(svc: Services, identifier: str) -> User | None:
         return await svc.store.find_user(identifier)
     except StoreError:
         return None
+
+
+async def login_profile(
+    svc: Services, route: LoginRoute, answer: UpstreamAnswer, request: web.Request, identifier: str
+) -> dict[str, Any]:
+    """The profile of the user a login route's legacy answer accepted: a pointer into the
+    answer, a GET with its cookies, or the look-up by ``identifier``."""
+    if not route.profile.lookup:
+        return await fetch_profile(svc.forwarder, route.profile, answer, request.headers)
+    lookup = svc.lookup
+    if lookup is None:
+        raise ProfileError("login.profile.lookup needs [lookup]")
+    by_email = lookup.by_email_enabled and ("@" in identifier or not lookup.by_username_enabled)
+    try:
+        found = await (lookup.by_email(identifier) if by_email else lookup.by_username(identifier))
+    except LookupFailed as exc:
+        raise ProfileError(str(exc)) from None
+    if found is None:
+        raise ProfileError("the look-up does not know the user the legacy app accepted")
+    return found.profile

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -15,12 +14,11 @@ from proxy.answers import problem, render
 from proxy.config import LoginRoute
 from proxy.errors import (
     BadRequestBody,
-    LookupFailed,
-    ProfileError,
     Throttled,
     UpstreamError,
 )
-from proxy.flows.capture import Result, capture_user, forward_and_capture
+from proxy.flows import steps
+from proxy.flows.capture import Result, capture_user, forward_and_capture, login_profile
 from proxy.flows.common import (
     NO_ROUTING,
     Read,
@@ -34,7 +32,7 @@ from proxy.flows.common import (
 from proxy.flows.failure import failure_answer
 from proxy.flows.identity import schedule_refresh
 from proxy.forward import UpstreamAnswer, upstream_failure
-from proxy.legacy import fetch_profile, judge
+from proxy.legacy import has_second_factor, judge, profile_active
 from proxy.limits import client_ip, throttled_answer
 from proxy.pacing import FailurePace, Hold
 from proxy.reading import Reading
@@ -52,11 +50,15 @@ from store.validation import (
 
 # Outcomes that settle the counted attempt: a right password, or nobody judged it at all.
 SUCCEEDED = frozenset(
-    {"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok", "legacy_step"}
+    {"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok", "legacy_step",
+     "second_factor", "step_pending"}
 )
 UNJUDGED = frozenset({"upstream_error", "overloaded", "store_error"})
 # A wrong password, told by authshim or by the legacy app, or a user nobody has.
-FAILED = frozenset({"local_failed", "blocked", "unknown_refused", "legacy_refused"})
+FAILED = frozenset(
+    {"local_failed", "blocked", "inactive", "unknown_refused", "legacy_refused",
+     "second_factor_refused"}
+)  # fmt: skip
 OVERLOADED = "too many logins at once; retry"
 UNREADABLE = "\x00unreadable"  # the account that bodies authshim cannot read are counted on
 
@@ -244,9 +246,18 @@ async def _local(
     except InvalidPassword:
         failed = await failure_answer(request, svc, route, reading, target, hold)
         return "local_failed", failed, user.id
-    if user.blocked:
+    if user.blocked or not profile_active(user.profile, svc.config.profile):
+        # Blocked here, or locked at the legacy app since (its profile, refreshed or not).
         failed = await failure_answer(request, svc, route, reading, target, hold)
-        return "blocked", failed, user.id
+        return ("blocked" if user.blocked else "inactive"), failed, user.id
+    if has_second_factor(user.profile, svc.config.profile):
+        # SECURITY: never answered on the password alone: the legacy app asks for the second
+        # factor (in cut-over nobody can, so the login fails).
+        if svc.cutover:
+            failed = await failure_answer(request, svc, route, reading, target, hold)
+            return "second_factor_refused", failed, user.id
+        forwarded = await forward_reading(request, svc, reading, target)
+        return "second_factor", forwarded, user.id
     # argon2-cffi's recipe: verify, then rehash when the configured parameters changed.
     new_hash = (
         await svc.passwords.hash(password)
@@ -296,7 +307,7 @@ async def _forward_and_capture(
             identifier=identifier,
             password=password,
             source="login",
-            profile=lambda: _legacy_profile(svc, route, answer, request, identifier),
+            profile=lambda: login_profile(svc, route, answer, request, identifier),
             reuse_existing=True,
             validate=svc.config.migration.validate,
             hashing=early,
@@ -305,10 +316,17 @@ async def _forward_and_capture(
         svc.login_activity.note(identifier, user)
         return user
 
+    async def step() -> tuple[str, list[str]]:
+        if route.second_factor:
+            # SECURITY: a second factor is due: this user stays on the legacy login, or the
+            # password alone would log them in here from now on.
+            return "second_factor", []
+        return "step_pending", await steps.pend(svc, route, identifier, early or password)
+
     try:
         return await forward_and_capture(
             request, svc, raw=reading.body, target=target, success=route.success,
-            capture=capture, before_refusal=hold, step=route.step,
+            capture=capture, before_refusal=hold, step=route.step, on_step=step,
         )  # fmt: skip
     finally:
         if early is not None:
@@ -321,22 +339,3 @@ def _discard(task: asyncio.Future[str]) -> None:
         task.cancel()
     elif not task.cancelled():
         task.exception()
-
-
-async def _legacy_profile(
-    svc: Services, route: LoginRoute, answer: UpstreamAnswer, request: web.Request, identifier: str
-) -> dict[str, Any]:
-    """The accepted user's profile: from the answer, a GET with its cookies, or the look-up."""
-    if not route.profile.lookup:
-        return await fetch_profile(svc.forwarder, route.profile, answer, request.headers)
-    lookup = svc.lookup
-    if lookup is None:
-        raise ProfileError("login.profile.lookup needs [lookup]")
-    by_email = lookup.by_email_enabled and ("@" in identifier or not lookup.by_username_enabled)
-    try:
-        found = await (lookup.by_email(identifier) if by_email else lookup.by_username(identifier))
-    except LookupFailed as exc:
-        raise ProfileError(str(exc)) from None
-    if found is None:
-        raise ProfileError("the look-up does not know the user the legacy app accepted")
-    return found.profile
