@@ -9,6 +9,7 @@ import contextlib
 import sqlite3
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from proxy.app import create_app
 from store.base import NewUser
 from store.errors import StoreUnavailable
+from store.factory import create_store
 from store.sqlite import SQLiteStore
 from tests.accounts import (
     accounts,
@@ -30,6 +32,8 @@ from tests.accounts import (
 )
 from tests.fixtures.legacy import FakeLegacy
 from tests.fixtures.proxy import Proxy, make_config
+from tests.fixtures.relay import PgRelay
+from tests.fixtures.store import PG_DSN, _drop_schema, _pg_reachable
 
 BUSY = 0.2  # the store's busy timeout here: a locked store fails a write in 0.2 s, not 5 s
 
@@ -286,3 +290,83 @@ async def test_a_store_locked_by_another_process_answers_each_request_within_its
     for answered_at in [*(a[2] for a in logins), changed_at]:
         assert answered_at - locked_at < 2 * LOCK_BUSY + 1.0
     assert intact(store) == sorted(["bob@example.com", *(f"{n}@example.com" for n in migrated)])
+
+
+# -- PostgreSQL silent: a partition, a frozen server --------------------------------------------
+
+SILENT = 25.0  # seconds the relay drops every byte, as in the report: far past every bound
+
+
+@pytest.fixture
+async def pg_shop(
+    legacy_server: TestServer, tmp_path: Path
+) -> AsyncIterator[tuple[Proxy, PgRelay]]:
+    """authshim on PostgreSQL (a private schema) reached through a relay that can go silent."""
+    reason = _pg_reachable()
+    if reason:
+        pytest.skip(reason)
+    relay = PgRelay()
+    await relay.start()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = create_store(f"{relay.dsn}&schema={schema}")
+    await store.open()
+    upstream = str(legacy_server.make_url("")).rstrip("/")
+    config = make_config(upstream, f"{PG_DSN}?schema={schema}", accounts(tmp_path / "outbox"))
+    server = TestServer(create_app(config, store=store), host="127.0.0.1")
+    await server.start_server()
+    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        yield Proxy(server, client), relay
+    finally:
+        relay.silent = False
+        await client.close()
+        await server.close()
+        await store.close()
+        await relay.stop()
+        await _drop_schema(f"{PG_DSN}?schema={schema}")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_a_silent_database_fails_like_an_outage_within_the_deadline(
+    pg_shop: tuple[Proxy, PgRelay],
+) -> None:
+    """While PostgreSQL answers nothing at all (no reset either), a migrated user's login
+    gets 503 with Retry-After, an unmigrated user's login gets the legacy app's answer and is
+    not captured, and the health check says the store is unavailable: each within its
+    documented deadline, long before the database speaks again."""
+    proxy, relay = pg_shop
+    assert (await fresh_login(proxy, "bob", "builder-22"))[:2] == ("/", True)  # captured
+    assert (await fresh_login(proxy, "bob", "builder-22"))[:2] == ("/private/", True)
+    relay.silent = True
+    silenced_at = time.monotonic()
+    speaking = asyncio.get_running_loop().call_later(SILENT, setattr, relay, "silent", False)
+
+    async def migrated_login() -> tuple[int, str | None, float]:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            response = await Proxy(proxy.server, client).form_login("bob", "builder-22")
+            return response.status, response.headers.get("Retry-After"), time.monotonic()
+
+    async def health() -> tuple[str, float]:
+        async with proxy.client.get(proxy.url("/.authshim/health")) as response:
+            assert response.status == 200
+            return (await response.json())["store"], time.monotonic()
+
+    try:
+        (store, checked_at), first, migrated = await asyncio.gather(
+            health(), fresh_login(proxy, "alice", "wonderland-1"), migrated_login()
+        )
+    finally:
+        speaking.cancel()
+        relay.silent = False
+    assert store == "unavailable"
+    assert checked_at - silenced_at < 1.0 + 1.0  # within 1 s, with a second to spare
+    assert migrated[:2] == (503, "1")
+    assert first[:2] == ("/", False)  # the legacy app's answer, no authshim session
+    # Each store call fails within 5 s; a login makes two in a row (its attempt counted,
+    # its user looked up): 10 s measured, bounded here with a third call to spare.
+    for answered_at in (first[2], migrated[2]):
+        assert answered_at - silenced_at < 3 * 5.0 + 2.0 < SILENT
+    proxy.client.cookie_jar.clear()
+    assert (await fresh_login(proxy, "bob", "builder-22"))[:2] == ("/private/", True)
+    assert (await fresh_login(proxy, "alice", "wonderland-1"))[:2] == ("/", True)  # captured
