@@ -26,8 +26,9 @@ from proxy.admin.app import run_admin_site
 from proxy.app import create_app
 from proxy.config import Config
 
-SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get to finish after SIGTERM
-KILL_AFTER = SHUTDOWN_TIMEOUT + 5.0  # then a worker that has not stopped is killed
+DRAIN_TIMEOUT = 15.0  # seconds requests in flight at SIGTERM get to be read and answered
+SHUTDOWN_TIMEOUT = 2.0  # then: answers finish writing, handlers still running are cancelled
+KILL_AFTER = DRAIN_TIMEOUT + 2 * SHUTDOWN_TIMEOUT + 10.0  # then a stuck worker is killed
 BACKLOG = 1024  # aiohttp's 128 drops connections under a burst of new clients
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _WATCHED = {signal.SIGCHLD, *_STOP_SIGNALS}
@@ -90,6 +91,7 @@ async def _worker(config: Config, *, parent: int | None, ready: int | None, admi
         loop.add_signal_handler(signum, stop.set)
     runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
+    in_flight = _count_requests(runner)
     admin_runner: web.AppRunner | None = None
     try:
         site = web.TCPSite(
@@ -111,9 +113,59 @@ async def _worker(config: Config, *, parent: int | None, ready: int | None, admi
             except TimeoutError:
                 pass
     finally:
+        await _drain(runner, in_flight)
         if admin_runner is not None:
             await admin_runner.cleanup()
         await runner.cleanup()
+
+
+class _InFlight:
+    """How many requests the main listener's handlers are running, and when none is."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+
+def _count_requests(runner: web.AppRunner) -> _InFlight:
+    """Wrap the server's request handler to count the requests in flight (connections made
+    later take the wrapped one)."""
+    server = runner.server
+    assert server is not None  # after setup()
+    handle = server.request_handler
+    in_flight = _InFlight()
+
+    async def counted(request: web.BaseRequest) -> web.StreamResponse:
+        in_flight.count += 1
+        in_flight.idle.clear()
+        try:
+            return await handle(request)
+        finally:
+            in_flight.count -= 1
+            if in_flight.count == 0:
+                in_flight.idle.set()
+
+    server.request_handler = counted
+    return in_flight
+
+
+async def _drain(runner: web.AppRunner, in_flight: _InFlight) -> None:
+    """Refuse new connections, then let the requests in flight be read to the end and
+    answered, for up to ``DRAIN_TIMEOUT``; ``runner.cleanup()`` does the rest.
+
+    aiohttp's own shutdown stops reading open connections at once: a login whose body was
+    still arriving waited out ``server.body_timeout`` and got 408. Here the connections are
+    left alone until no handler runs (or the drain timeout passes), and only then closed.
+    """
+    for site in runner.sites:
+        await site.stop()  # closes the listening socket only; connections stay open
+    if in_flight.count:
+        log.event("serve.draining", requests=in_flight.count)
+        try:
+            await asyncio.wait_for(in_flight.idle.wait(), DRAIN_TIMEOUT)
+        except TimeoutError:
+            log.event("serve.drain_timeout", requests=in_flight.count)
 
 
 class _Supervisor:

@@ -288,3 +288,46 @@ async def test_sigkill_after_reset_answers_loses_no_reset_and_mails_each_once(
         pending = conn.execute("SELECT count(*) FROM reset_requests WHERE done_at IS NULL")
         assert pending.fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (len(known),)
+
+
+# -- SIGTERM with a request half-read -----------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_sigterm_while_a_login_body_arrives_reads_and_answers_it(
+    tmp_path: Path, legacy: FakeLegacy, legacy_server: TestServer
+) -> None:
+    """SIGTERM while a login's body is half-sent: new connections are refused, the rest of
+    the body is still read and the login answered (and captured), not cut off with 408; then
+    the process exits by itself, well within its drain bound."""
+    port, db, config = free_port(), tmp_path / "authshim.db", tmp_path / "authshim.toml"
+    write_config(config, str(legacy_server.make_url("")).rstrip("/"), db, port)
+    process = await start_authshim(config, port)
+    try:
+        body = orjson.dumps({"email": "bob@example.com", "password": "builder-22"})
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:10])
+        )
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the login's handler is reading the body
+        process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        with pytest.raises(OSError):  # refused: the listener closed at once
+            await asyncio.open_connection("127.0.0.1", port)
+        writer.write(body[10:])
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert b"authshim=" in head  # captured: the store was still open to take it
+        for _ in range(400):  # 20 s: the drain (15 s) is over at once, nothing is left in it
+            if process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert process.poll() == 0
+    finally:
+        process.kill()
+        process.wait()
+    assert [u["email"] for u in stored(db)] == ["bob@example.com"]

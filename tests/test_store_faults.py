@@ -4,8 +4,12 @@ writes fail with a clear 503 and lose nothing; once the fault clears, everything
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
+import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from proxy.app import create_app
 from store.base import NewUser
 from store.errors import StoreUnavailable
+from store.factory import create_store
 from store.sqlite import SQLiteStore
 from tests.accounts import (
     accounts,
@@ -25,7 +30,10 @@ from tests.accounts import (
     token_of,
     wait_for_mail,
 )
+from tests.fixtures.legacy import FakeLegacy
 from tests.fixtures.proxy import Proxy, make_config
+from tests.fixtures.relay import PgRelay
+from tests.fixtures.store import PG_DSN, _drop_schema, _pg_reachable
 
 BUSY = 0.2  # the store's busy timeout here: a locked store fails a write in 0.2 s, not 5 s
 
@@ -181,3 +189,184 @@ async def test_password_writes_during_a_store_fault_fail_clearly_and_lose_nothin
         "carol@example.com",
     ]
     assert intact(store) == ["bob@example.com"]
+
+
+# -- another process holds the write lock -------------------------------------------------------
+
+LOCK_BUSY = 1.0  # the store's busy timeout in the tests below (5 s by default)
+HOLD = 8.0  # seconds another process holds the lock: well past any request's bound
+HOLDER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")  # as a backup tool or a schema migration would
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+"""
+
+
+@pytest.fixture
+async def slow_lock_shop(
+    legacy_server: TestServer, legacy: FakeLegacy, tmp_path: Path
+) -> AsyncIterator[tuple[Proxy, SQLiteStore]]:
+    """authshim on a SQLite store whose busy timeout is ``LOCK_BUSY``, with ten more users."""
+    for i in range(10):
+        legacy.add_user(100 + i, f"user{i}", f"user{i}@example.com", f"password-{i}")
+    store = SQLiteStore(tmp_path / "authshim.db", busy_timeout=LOCK_BUSY)
+    await store.open()
+    upstream = str(legacy_server.make_url("")).rstrip("/")
+    config = make_config(upstream, f"sqlite:///{store.path}", accounts(tmp_path / "outbox"))
+    server = TestServer(create_app(config, store=store), host="127.0.0.1")
+    await server.start_server()
+    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        yield Proxy(server, client), store
+    finally:
+        await client.close()
+        await server.close()
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def locked_by_another_process(store: SQLiteStore) -> AsyncIterator[float]:
+    """Another process holds SQLite's write lock for ``HOLD`` seconds; yields when it was
+    taken (``time.monotonic()``)."""
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, store.path, str(HOLD), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 10) == b"locked\n"
+        yield time.monotonic()
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
+
+
+async def fresh_login(proxy: Proxy, username: str, password: str) -> tuple[str, bool, float]:
+    """Log in with a browser of its own: Location, whether an authshim session came, and when
+    the answer arrived."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+        response = await Proxy(proxy.server, client).form_login(username, password)
+        assert response.status == 302
+        return response.headers["Location"], "authshim" in response.cookies, time.monotonic()
+
+
+async def test_a_store_locked_by_another_process_answers_each_request_within_its_bound(
+    slow_lock_shop: tuple[Proxy, SQLiteStore],
+) -> None:
+    """While another process holds the write lock, migrated logins, first logins and a
+    password change arriving together are each answered within the busy timeout per write
+    they make (at most two), long before the lock is released; logins counted behind
+    their answers and failing to be written meanwhile hold none of them."""
+    proxy, store = slow_lock_shop
+    migrated = [f"user{i}" for i in range(6)]
+    for i in range(6):
+        assert (await fresh_login(proxy, f"user{i}", f"password-{i}"))[:2] == ("/", True)
+    assert (await login_location(proxy, "bob", "builder-22"))[0] == "/"  # captured
+    assert (await login_location(proxy, "bob", "builder-22"))[0] == "/private/"
+    new = "changed-1"
+    form = {"old_password": "builder-22", "new_password1": new, "new_password2": new}
+
+    async def change_password() -> tuple[int, float]:
+        status, _, _ = await post_form(proxy, "/accounts/password_change/", form)
+        return status, time.monotonic()
+
+    async with locked_by_another_process(store) as locked_at:
+        answers = await asyncio.gather(
+            *(fresh_login(proxy, f"user{i}", f"password-{i}") for i in range(6)),
+            *(fresh_login(proxy, f"user{i}", f"password-{i}") for i in range(6, 10)),
+            change_password(),
+        )
+        still_locked = time.monotonic() - locked_at < HOLD - 1.0
+    assert still_locked  # the checks below ran while the other process still held the lock
+    logins, (status, changed_at) = answers[:-1], answers[-1]
+    assert [a[:2] for a in logins[:6]] == [("/private/", True)] * 6  # answered from the store
+    assert [a[:2] for a in logins[6:]] == [("/", False)] * 4  # legacy answer, not captured
+    assert status == 503
+    # At most two writes each (the attempt counted, the capture), one busy timeout each,
+    # plus argon2 and the legacy app: with a second to spare, far from the 8 s hold.
+    for answered_at in [*(a[2] for a in logins), changed_at]:
+        assert answered_at - locked_at < 2 * LOCK_BUSY + 1.0
+    assert intact(store) == sorted(["bob@example.com", *(f"{n}@example.com" for n in migrated)])
+
+
+# -- PostgreSQL silent: a partition, a frozen server --------------------------------------------
+
+SILENT = 25.0  # seconds the relay drops every byte, as in the report: far past every bound
+
+
+@pytest.fixture
+async def pg_shop(
+    legacy_server: TestServer, tmp_path: Path
+) -> AsyncIterator[tuple[Proxy, PgRelay]]:
+    """authshim on PostgreSQL (a private schema) reached through a relay that can go silent."""
+    reason = _pg_reachable()
+    if reason:
+        pytest.skip(reason)
+    relay = PgRelay()
+    await relay.start()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = create_store(f"{relay.dsn}&schema={schema}")
+    await store.open()
+    upstream = str(legacy_server.make_url("")).rstrip("/")
+    config = make_config(upstream, f"{PG_DSN}?schema={schema}", accounts(tmp_path / "outbox"))
+    server = TestServer(create_app(config, store=store), host="127.0.0.1")
+    await server.start_server()
+    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        yield Proxy(server, client), relay
+    finally:
+        relay.silent = False
+        await client.close()
+        await server.close()
+        await store.close()
+        await relay.stop()
+        await _drop_schema(f"{PG_DSN}?schema={schema}")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_a_silent_database_fails_like_an_outage_within_the_deadline(
+    pg_shop: tuple[Proxy, PgRelay],
+) -> None:
+    """While PostgreSQL answers nothing at all (no reset either), a migrated user's login
+    gets 503 with Retry-After, an unmigrated user's login gets the legacy app's answer and is
+    not captured, and the health check says the store is unavailable: each within its
+    documented deadline, long before the database speaks again."""
+    proxy, relay = pg_shop
+    assert (await fresh_login(proxy, "bob", "builder-22"))[:2] == ("/", True)  # captured
+    assert (await fresh_login(proxy, "bob", "builder-22"))[:2] == ("/private/", True)
+    relay.silent = True
+    silenced_at = time.monotonic()
+    speaking = asyncio.get_running_loop().call_later(SILENT, setattr, relay, "silent", False)
+
+    async def migrated_login() -> tuple[int, str | None, float]:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            response = await Proxy(proxy.server, client).form_login("bob", "builder-22")
+            return response.status, response.headers.get("Retry-After"), time.monotonic()
+
+    async def health() -> tuple[str, float]:
+        async with proxy.client.get(proxy.url("/.authshim/health")) as response:
+            assert response.status == 200
+            return (await response.json())["store"], time.monotonic()
+
+    try:
+        (store, checked_at), first, migrated = await asyncio.gather(
+            health(), fresh_login(proxy, "alice", "wonderland-1"), migrated_login()
+        )
+    finally:
+        speaking.cancel()
+        relay.silent = False
+    assert store == "unavailable"
+    assert checked_at - silenced_at < 1.0 + 1.0  # within 1 s, with a second to spare
+    assert migrated[:2] == (503, "1")
+    assert first[:2] == ("/", False)  # the legacy app's answer, no authshim session
+    # Each store call fails within 5 s; a login makes two in a row (its attempt counted,
+    # its user looked up): 10 s measured, bounded here with a third call to spare.
+    for answered_at in (first[2], migrated[2]):
+        assert answered_at - silenced_at < 3 * 5.0 + 2.0 < SILENT
+    proxy.client.cookie_jar.clear()
+    assert (await fresh_login(proxy, "bob", "builder-22"))[:2] == ("/private/", True)
+    assert (await fresh_login(proxy, "alice", "wonderland-1"))[:2] == ("/", True)  # captured

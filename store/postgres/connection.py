@@ -1,7 +1,12 @@
 """The PostgreSQL pool: open (create the schema, migrate), close, and run one operation.
 
 ``_run`` is where a pooled operation's asyncpg errors become store errors (through
-``translate``), and where a lost connection is retried once on a fresh one.
+``translate``), where a lost connection is retried once on a fresh one, and where each call's
+deadline is kept: getting a connection and every query of the call within ``CALL_TIMEOUT``.
+A silent database (a partition, a frozen server: no reset, no answer) then fails each call
+like an outage within that deadline. The connection a deadline cut off is dropped on the
+spot: asyncpg would otherwise send a cancel request and wait for it before handing it back,
+which a silent server never answers.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncpg
 
 from store.errors import StoreUnavailable
 from store.postgres.listener import Listener
+from store.postgres.sockets import keep_alive
 from store.postgres.translate import (
     DB_ERRORS,
     connection_lost,
@@ -30,9 +36,9 @@ from store.schema import SCHEMA_VERSION_DDL, Migration, load_migrations, migrati
 log = logging.getLogger(__package__)  # "store.postgres", as for the whole backend
 T = TypeVar("T")
 
+CALL_TIMEOUT = 5.0  # one store call: a pooled connection (waiting, connecting) and its queries
+STATEMENT_TIMEOUT = 4.0  # server-side: a slow but live server cancels first, keeping the link
 CONNECT_TIMEOUT = 5.0  # an unreachable database must fail the request fast, not hang it
-COMMAND_TIMEOUT = 10.0  # bounds a query on a connection whose peer vanished silently
-ACQUIRE_TIMEOUT = 10.0  # an exhausted pool sheds load instead of queueing without end
 MIGRATE_TIMEOUT = 120.0  # another replica may hold the migration lock meanwhile
 
 # SECURITY: quoted into DDL and search_path, so identifiers only (PostgreSQL's 63 bytes).
@@ -52,14 +58,17 @@ class PostgresConnection:
         self._pool_min = pool_min
         self._pool_max = pool_max
         # application_name is left to the DSN (?application_name=replica-1) to tell replicas apart.
-        self._server_settings = {"search_path": f'"{schema}"'}
+        self._server_settings = {
+            "search_path": f'"{schema}"',
+            "statement_timeout": str(int(STATEMENT_TIMEOUT * 1000)),
+        }
         self.channel = _channel(schema)
         self._pool: Any = None
         self._closing = False
         self._listener = Listener(
             dsn,
             channel=self.channel,
-            server_settings=self._server_settings,
+            server_settings={"search_path": self._server_settings["search_path"]},
             timeout=CONNECT_TIMEOUT,
             closing=lambda: self._closing,
         )
@@ -75,14 +84,15 @@ class PostgresConnection:
                 min_size=self._pool_min,
                 max_size=self._pool_max,
                 timeout=CONNECT_TIMEOUT,
-                command_timeout=COMMAND_TIMEOUT,
+                command_timeout=CALL_TIMEOUT,  # the timeout= of each query that names none
                 server_settings=self._server_settings,
+                init=_init,
             )
         except DB_ERRORS as exc:
             raise unavailable(exc) from exc
         try:
             migrations = load_migrations(migrations_folder("postgresql"))
-            await self._run(lambda conn: self._migrate(conn, migrations))
+            await self._run(lambda conn: self._migrate(conn, migrations), deadline=MIGRATE_TIMEOUT)
         except BaseException:
             await self.close()
             raise
@@ -94,13 +104,15 @@ class PostgresConnection:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), COMMAND_TIMEOUT)
+                await asyncio.wait_for(pool.close(), CALL_TIMEOUT)
             except TimeoutError:
                 pool.terminate()  # a query that would not finish must not block shutdown
 
     async def _migrate(self, conn: Any, migrations: list[Migration]) -> None:
         """Apply the migrations ``schema_version`` does not list, all in one transaction."""
         async with conn.transaction():
+            # A migration may take long: the deadline above bounds it, not statement_timeout.
+            await conn.execute("SET LOCAL statement_timeout = 0")
             # Replicas starting together queue here; the lock is released at commit, when
             # the next one finds every version already recorded. CREATE ... IF NOT EXISTS
             # alone is not safe against a concurrent creator.
@@ -120,21 +132,26 @@ class PostgresConnection:
                 )
                 log.info("applied %s to PostgreSQL schema %s", migration.name, self._schema)
 
-    async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``op`` on a pooled connection, retrying once when the connection was lost.
+    async def _run(self, op: Callable[[Any], Awaitable[T]], *, deadline: float = CALL_TIMEOUT) -> T:
+        """Run ``op`` on a pooled connection within ``deadline`` seconds, retrying once (within
+        the same deadline) when the connection was lost.
 
         A write that committed just before its connection died runs twice: harmless for
         counters, login counts and session epochs; insert_user recognises its own row.
         """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
         for retry in (True, False):
             pool = self._pool
             if pool is None:
                 raise StoreUnavailable("PostgreSQL store is not open")
             try:
-                async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-                    return await op(conn)
+                async with asyncio.timeout_at(end):
+                    return await _on_connection(pool, op, max(end - loop.time(), 0.0))
             except asyncpg.UniqueViolationError as exc:
                 raise unique_violation(exc) from exc
+            except TimeoutError as exc:
+                raise StoreUnavailable(f"PostgreSQL did not answer within {deadline:g} s") from exc
             except DB_ERRORS as exc:
                 if not (retry and connection_lost(exc) and not self._closing):
                     raise unavailable(exc) from exc
@@ -143,6 +160,26 @@ class PostgresConnection:
                 # siblings too: make the retry (and later calls) reconnect, not reuse them.
                 await pool.expire_connections()
         raise AssertionError("unreachable")
+
+
+async def _on_connection(pool: Any, op: Callable[[Any], Awaitable[T]], wait: float) -> T:
+    """Acquire a connection within ``wait`` seconds, run ``op`` on it and hand it back; drop it
+    instead when a deadline or a cancellation cut ``op`` off mid-query."""
+    conn = await pool.acquire(timeout=wait)
+    try:
+        return await op(conn)
+    except (TimeoutError, asyncio.CancelledError):
+        # Its peer may be silent: releasing would wait for asyncpg's cancel request, which
+        # a silent server never answers (10 s more per call before this).
+        conn.terminate()
+        raise
+    finally:
+        await pool.release(conn)
+
+
+async def _init(conn: Any) -> None:
+    """Each new pooled connection: keepalives, so that an idle one notices a silent peer."""
+    keep_alive(conn)
 
 
 def _channel(schema: str) -> str:

@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 
 from store.errors import StoreUnavailable
+from store.postgres.sockets import keep_alive
 from store.postgres.translate import DB_ERRORS, describe, unavailable
 
 log = logging.getLogger(__package__)  # "store.postgres", as for the whole backend
@@ -62,17 +63,24 @@ class Listener:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.remove_termination_listener(self._on_lost)
-            await conn.close(timeout=self._timeout)
+            try:
+                await conn.close(timeout=self._timeout)
+            except (TimeoutError, *DB_ERRORS):
+                conn.terminate()  # a silent server must not hold the shutdown
 
     async def _listen(self) -> Any:
         """Open a dedicated connection (pooled ones are reset with UNLISTEN) and LISTEN."""
         try:
             conn = await asyncpg.connect(
-                self._dsn, timeout=self._timeout, server_settings=self._server_settings
+                self._dsn,
+                timeout=self._timeout,
+                command_timeout=self._timeout,  # LISTEN and the replay read
+                server_settings=self._server_settings,
             )
         except DB_ERRORS as exc:
             raise unavailable(exc) from exc
         try:
+            keep_alive(conn)  # idle for hours, it must still notice a silent server
             await conn.add_listener(self._channel, self._on_notify)
         except DB_ERRORS as exc:
             conn.terminate()
@@ -106,7 +114,9 @@ class Listener:
             try:
                 conn = await self._listen()
                 # LISTEN is in place before this read, so no change can fall in between.
-                rows = await conn.fetch("SELECT key, value FROM settings ORDER BY key")
+                rows = await conn.fetch(
+                    "SELECT key, value FROM settings ORDER BY key", timeout=self._timeout
+                )
             except BaseException as exc:  # cancelled by close() included: never leak conn
                 if conn is not None:
                     conn.terminate()

@@ -1,4 +1,11 @@
-"""The SQLite connection: open (configure, migrate), close, and one statement at a time.
+"""The SQLite connections: open (configure, migrate), close, and one statement at a time.
+
+Two connections, each on its own thread: the writer, which every write goes through in the
+order it was made, and a reader (``query_only``) for plain ``SELECT`` statements. WAL lets the
+reader read while the writer waits for a lock another process holds (a backup, a migration),
+so a login's look-up never queues behind a write. Each write has a deadline of one busy
+timeout from when it was asked for, not from when its turn came: a write queued behind others
+that waited out a lock fails at its own deadline instead of adding theirs to its own.
 
 sqlite3 errors become ``store.errors`` here and nowhere else (``_translate``).
 """
@@ -23,6 +30,7 @@ from store.schema import Migration
 
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's lock before failing
 MIGRATION_BUSY_TIMEOUT = 60.0  # at start, behind other processes' migrations
+_QUEUED = 0.02  # seconds a write may wait for its turn and still get the full busy timeout
 TUNABLE_PRAGMAS = frozenset({"max_page_count", "query_only", "busy_timeout"})
 
 # "UNIQUE constraint failed: users.email" (several columns are listed for a composite key)
@@ -49,6 +57,9 @@ class SQLiteConnection:
         # Seconds a write waits for another process's lock; lowered by the fault tests.
         self._busy_timeout = busy_timeout
         self._conn: aiosqlite.Connection | None = None
+        # None for an in-memory store, which a second connection would not see: reads then
+        # share the writer.
+        self._reader: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
         """Open the file (creating its folder), configure it and apply pending migrations."""
@@ -69,9 +80,25 @@ class SQLiteConnection:
         self._conn = conn
         try:
             await self._prepare(conn)
+            if not _in_memory(self.path):
+                self._reader = await self._open_reader()
         except BaseException:
             await self.close()
             raise
+
+    async def _open_reader(self) -> aiosqlite.Connection:
+        """The read connection: query_only, so that a write sent to it fails loudly."""
+        async with self._translate():
+            reader = await aiosqlite.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None
+            )
+            reader.row_factory = sqlite3.Row
+            try:
+                await _run(reader, "PRAGMA query_only = 1")
+            except BaseException:
+                await reader.close()
+                raise
+            return reader
 
     async def _prepare(self, conn: aiosqlite.Connection) -> None:
         """Set the connection up and migrate, retrying while other processes hold the file.
@@ -101,29 +128,36 @@ class SQLiteConnection:
                 await asyncio.sleep(min(0.02 * 2**attempt, 0.5))
 
     async def close(self) -> None:
-        """Close the connection; the store may be opened again."""
+        """Close the connections; the store may be opened again."""
+        reader, self._reader = self._reader, None
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await conn.close()
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"closing SQLite store failed: {exc}") from exc
+        for each in (reader, conn):
+            if each is not None:
+                try:
+                    await each.close()
+                except sqlite3.Error as exc:
+                    raise StoreUnavailable(f"closing SQLite store failed: {exc}") from exc
 
     async def _fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Row]:
-        """Run one statement (its own transaction) and return every row it yields."""
-        conn = self._connection()
-        async with self._translate():
-            return await _run(conn, sql, params)
+        """Run one statement (its own transaction) and return every row it yields: a plain
+        SELECT on the reader, anything else on the writer within its deadline."""
+        reader = self._reader
+        if reader is not None and _is_read(sql):
+            async with self._translate():
+                return await _run(reader, sql, params)
+        return await self._in_thread(lambda conn: list(conn.execute(sql, params).fetchall()))
 
     async def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on the connection's own thread: several statements (a transaction of
-        its own making) for the price of one hop between threads, not one per statement."""
+        """Run ``fn`` on the writer's own thread: several statements (a transaction of its
+        own making) for the price of one hop between threads, not one per statement. It fails
+        as a locked store once one busy timeout has passed since this call."""
         conn = self._connection()
+        timed = _within(time.monotonic() + self._busy_timeout, self._busy_timeout, fn)
         async with self._translate():
             # aiosqlite's own way of running a call on its thread (private; aiosqlite is pinned
             # below 0.23 in pyproject.toml, and the store contract tests exercise it).
             runner = cast(Any, conn)
-            return cast(T, await runner._execute(fn, runner._conn))
+            return cast(T, await runner._execute(timed, runner._conn))
 
     async def set_pragma(self, name: str, value: int) -> None:
         """Set one of ``TUNABLE_PRAGMAS`` on the store's connection: a size quota in pages
@@ -131,6 +165,8 @@ class SQLiteConnection:
         for a lock (``busy_timeout``, milliseconds). For operations and the fault tests."""
         if name not in TUNABLE_PRAGMAS:
             raise ValueError(f"not a tunable pragma: {name!r}")
+        if name == "busy_timeout":
+            self._busy_timeout = int(value) / 1000  # the deadline of this and later writes
         await self._fetch(f"PRAGMA {name} = {int(value)}", ())
 
     def _connection(self) -> aiosqlite.Connection:
@@ -210,6 +246,38 @@ def transaction(conn: sqlite3.Connection, work: Callable[[], T], *, durable: boo
     finally:
         if not durable:
             conn.execute("PRAGMA synchronous = FULL")  # SECURITY: as _prepare set it
+
+
+def _within(
+    deadline: float, busy_timeout: float, fn: Callable[[sqlite3.Connection], T]
+) -> Callable[[sqlite3.Connection], T]:
+    """``fn``, made to fail like a locked store when it starts past ``deadline`` and to wait
+    for a lock only until then (the busy timeout shortened to what is left)."""
+
+    def timed(conn: sqlite3.Connection) -> T:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise sqlite3.OperationalError(
+                "database is locked (the busy timeout passed while this write waited its turn)"
+            )
+        if left > busy_timeout - _QUEUED:
+            return fn(conn)  # its turn came at once: the connection's busy timeout applies
+        conn.execute(f"PRAGMA busy_timeout = {max(1, int(left * 1000))}")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+
+    return timed
+
+
+def _is_read(sql: str) -> bool:
+    """Whether ``sql`` is a plain SELECT, which the reader may run (it refuses writes)."""
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+def _in_memory(path: str) -> bool:
+    return path in ("", ":memory:") or "mode=memory" in path
 
 
 async def _run(
