@@ -11,12 +11,13 @@ import sys
 from collections.abc import Sequence
 
 from proxy import log, server
+from proxy.commands.common import existing_store
+from proxy.commands.store import masked
 from proxy.config import load_config, load_store_config
 from proxy.errors import ConfigError
 from proxy.modes import read_mode, write_mode
 from store.base import MODES
 from store.errors import StoreError
-from store.factory import create_store
 
 DEFAULT_CONFIG = os.environ.get("AUTHSHIM_CONFIG", "authshim.toml")
 
@@ -138,15 +139,19 @@ async def _mode(args: argparse.Namespace) -> int:
     else:
         store_config, migration = load_store_config(args.config)
         url, default = store_config.url, migration.mode
-    store = create_store(url)
-    await store.open()
-    try:
+    async with existing_store(url) as store:
+        before = await read_mode(store, default)
         if args.mode:
             await write_mode(store, args.mode)
         mode = await read_mode(store, default)
-        print(json.dumps({"mode": mode}) if args.json else mode)
-    finally:
-        await store.close()
+    where = masked(url)
+    if args.json:
+        print(json.dumps({"mode": mode, "store": where}))
+    elif args.mode:
+        # Which store changed, so that a mistyped --store or --config cannot pass unseen.
+        print(f"{mode} (was {before}) in {where}")
+    else:
+        print(mode)
     return 0
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from proxy.cli import main
+from proxy.commands.store import masked
 from proxy.demo import guide, start_demo
+from store.errors import StoreNotFound
+from store.factory import create_store, require_existing
+from tests.fixtures.store import _drop_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,22 +40,64 @@ def test_check_config_lists_the_problems(
     assert "upstream.url" in err and "session.secret" in err
 
 
-def test_mode_shows_and_switches(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """`authshim mode` shows migrate, `mode cutover` switches and shows it."""
-    assert main(["mode", "--store", sqlite_url]) == 0
-    assert main(["mode", "cutover", "--store", sqlite_url]) == 0
-    assert main(["mode", "--store", sqlite_url]) == 0
-    assert capsys.readouterr().out.split() == ["migrate", "cutover", "cutover"]
+@pytest.fixture
+async def created(store_url: str) -> AsyncIterator[str]:
+    """The URL of a store of each backend that exists (opened once), empty."""
+    store = create_store(store_url)
+    await store.open()
+    await store.close()
+    yield store_url
+    await _drop_schema(store_url)
+
+
+def test_mode_shows_and_switches(created: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`authshim mode` shows migrate; `mode cutover` switches, naming the store it changed."""
+    assert main(["mode", "--store", created]) == 0
+    assert capsys.readouterr().out == "migrate\n"
+    assert main(["mode", "cutover", "--store", created]) == 0
+    assert capsys.readouterr().out == f"cutover (was migrate) in {masked(created)}\n"
+    assert main(["mode", "--store", created]) == 0
+    assert capsys.readouterr().out == "cutover\n"
 
 
 def test_mode_reads_the_store_from_a_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`authshim mode --config` needs only [store] and [migration], no secrets."""
+    (tmp_path / "s.db").touch()  # an existing (empty) SQLite file is a store to open
     path = tmp_path / "a.toml"
     path.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/s.db"\n[migration]\nmode = "cutover"\n')
     assert main(["mode", "--config", str(path)]) == 0
     assert capsys.readouterr().out.strip() == "cutover"
+
+
+def test_mode_refuses_a_store_that_does_not_exist(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mode cutover` on a mistyped store exits 1 naming it, and creates nothing there."""
+    assert main(["mode", "cutover", "--store", store_url]) == 1
+    assert "no store " in capsys.readouterr().err
+    with pytest.raises(StoreNotFound):
+        asyncio.run(require_existing(store_url))  # still nothing: no file, no schema
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["users", "list"], ["users", "show", "bob"], ["users", "export"], ["stats"], ["mode"],
+        ["store", "migrate-to", "sqlite:///{tmp}/target.db", "--from"],
+    ],
+)  # fmt: skip
+def test_store_commands_refuse_a_missing_store(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Commands that read or change a store refuse a missing one and create no file or folder."""
+    missing = tmp_path / "typo" / "authshim.db"
+    where = ["--store"] if command[0] != "store" else []
+    argv = [a.format(tmp=tmp_path) for a in command] + where + [f"sqlite:///{missing}"]
+    assert main(argv) == 1
+    assert f"the file {missing} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "target.db").exists()
 
 
 async def test_the_demo_migrates_a_user(tmp_path: Path) -> None:
