@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import shutil
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +16,7 @@ import pytest
 
 from proxy.cli import main
 from proxy.commands.store import masked
-from proxy.demo import guide, start_demo
+from proxy.demo import Demo, guide, start_demo
 from store.errors import StoreNotFound
 from store.factory import create_store, require_existing
 from tests.fixtures.store import _drop_schema
@@ -121,3 +126,41 @@ async def test_the_demo_migrates_a_user(tmp_path: Path) -> None:
                 assert r.status == 200  # the dashboard's listener, loopback only
     finally:
         await demo.close()
+
+
+def test_the_guide_names_a_command_that_runs() -> None:
+    """The demo's guide names authshim so that it runs from here without an activated venv."""
+    urls = ("http://legacy", "http://proxy", "http://admin", "sqlite:///x.db")
+    demo = Demo(*[None] * 3, *urls)  # type: ignore[arg-type]
+    commands = re.findall(r":\s+(\S+) (?:stats|users|mode) ", guide(demo))
+    assert len(commands) == 4
+    for command in commands:
+        found = shutil.which(command)
+        assert found is not None, f"{command} is not found from {os.getcwd()}"
+        assert os.path.samefile(found, Path(sys.prefix) / "bin" / "authshim")
+
+
+async def test_the_demo_removes_its_folder_on_sigterm() -> None:
+    """`authshim demo` stopped by SIGTERM exits 0 and removes its temporary folder and store."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", "demo", "--port", "0", "--legacy-port", "0",
+        "--admin-port", "0", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        line = ""
+        while not line.startswith("  store:"):
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+            assert line, "the demo ended before printing its guide"
+        store = Path(line.split("sqlite:///", 1)[1].strip())
+        assert store.parent.is_dir()
+        while "Press Ctrl-C" not in (await proc.stdout.readline()).decode():
+            pass
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert not store.parent.exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
