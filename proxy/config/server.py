@@ -66,7 +66,7 @@ LOG_KEYS = ("level",)
 
 def read_server(r: Reader, doc: Mapping[str, Any]) -> ServerConfig:
     with r.table(doc, "server", SERVER_KEYS) as t:
-        host, port = r.listen(t, "127.0.0.1:8080")
+        host, port = r.listen(t, "127.0.0.1:8080", override="AUTHSHIM_LISTEN")
         proxies = r.get(t, "trusted_proxies", list, [])
         if not all(isinstance(p, str) for p in proxies):
             r.error("trusted_proxies", "must be a list of addresses")
