@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -110,10 +111,21 @@ def read_store(r: Reader, doc: Mapping[str, Any]) -> StoreConfig:
         url = r.get(t, "url", str, "sqlite:///./authshim.db")
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             r.error("url", f"must start with sqlite:/// or postgresql://, got {url!r}")
+        elif not url.startswith("sqlite:") and not _installed("asyncpg"):
+            r.error("url", "a PostgreSQL store needs asyncpg: pip install 'authshim[postgres]'")
         pool_min, pool_max = r.positive(t, "pool_min", 2), r.positive(t, "pool_max", 10)
         if pool_min > pool_max:
             r.error("pool_min", "must not be greater than pool_max")
         return StoreConfig(url, pool_min, pool_max)
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` imports: the optional store driver, checked before anything starts."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def read_migration(r: Reader, doc: Mapping[str, Any]) -> MigrationConfig:
