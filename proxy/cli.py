@@ -167,13 +167,11 @@ async def _mode(args: argparse.Namespace) -> int:
             await write_mode(store, args.mode)
         mode = await read_mode(store, default)
     where = masked(url)
-    if args.json:
-        print(json.dumps({"mode": mode, "store": where}))
-    elif args.mode:
-        # Which store changed, so that a mistyped --store or --config cannot pass unseen.
-        print(f"{mode} (was {before}) in {where}")
-    else:
-        print(mode)
+    print(json.dumps({"mode": mode, "store": where}) if args.json else mode)
+    if args.mode:
+        # Which store changed, so that a mistyped --store or --config cannot pass unseen
+        # (on stderr: scripts read the mode alone from stdout).
+        print(f"authshim: {where}: mode {mode} (was {before})", file=sys.stderr)
     return 0
 
 

@@ -63,11 +63,13 @@ async def created(store_url: str) -> AsyncIterator[str]:
 def test_mode_shows_and_switches(created: str, capsys: pytest.CaptureFixture[str]) -> None:
     """`authshim mode` shows migrate; `mode cutover` switches, naming the store it changed."""
     assert main(["mode", "--store", created]) == 0
-    assert capsys.readouterr().out == "migrate\n"
+    assert capsys.readouterr() == ("migrate\n", "")
     assert main(["mode", "cutover", "--store", created]) == 0
-    assert capsys.readouterr().out == f"cutover (was migrate) in {masked(created)}\n"
+    assert capsys.readouterr() == (
+        "cutover\n", f"authshim: {masked(created)}: mode cutover (was migrate)\n"
+    )
     assert main(["mode", "--store", created]) == 0
-    assert capsys.readouterr().out == "cutover\n"
+    assert capsys.readouterr() == ("cutover\n", "")
 
 
 def test_mode_reads_the_store_from_a_config(
