@@ -11,12 +11,13 @@ import sys
 from collections.abc import Sequence
 
 from proxy import log, server
+from proxy.commands.common import existing_store
+from proxy.commands.store import masked
 from proxy.config import load_config, load_store_config
 from proxy.errors import ConfigError
 from proxy.modes import read_mode, write_mode
 from store.base import MODES
 from store.errors import StoreError
-from store.factory import create_store
 
 DEFAULT_CONFIG = os.environ.get("AUTHSHIM_CONFIG", "authshim.toml")
 
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", help="check a config file and print its problems or 'ok'"
     )
     check.add_argument("file")
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also try the store, the upstream and the look-up, and say what answered",
+    )
 
     mode = sub.add_parser("mode", help="show or switch the migration mode (migrate or cutover)")
     mode.add_argument("mode", nargs="?", choices=MODES)
@@ -76,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one authshim command and return its exit status."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left early (`authshim stats | head`): no traceback, and nothing more to
+        # flush at exit; 141 is what a shell reports for a command ended by SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if hasattr(args, "run"):
@@ -83,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args.config, args.workers)
         if args.command == "check-config":
-            return _check_config(args.file)
+            return _check_config(args.file, connect=args.connect)
         if args.command == "mode":
             return asyncio.run(_mode(args))
         if args.command == "demo":
@@ -126,9 +144,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _check_config(path: str) -> int:
-    load_config(path)
+def _check_config(path: str, *, connect: bool) -> int:
+    config = load_config(path)
     print("ok")
+    if connect:
+        from proxy.commands import connect as connections
+
+        sys.stdout.flush()
+        return connections.run(config, sys.stdout)
     return 0
 
 
@@ -138,15 +161,17 @@ async def _mode(args: argparse.Namespace) -> int:
     else:
         store_config, migration = load_store_config(args.config)
         url, default = store_config.url, migration.mode
-    store = create_store(url)
-    await store.open()
-    try:
+    async with existing_store(url) as store:
+        before = await read_mode(store, default)
         if args.mode:
             await write_mode(store, args.mode)
         mode = await read_mode(store, default)
-        print(json.dumps({"mode": mode}) if args.json else mode)
-    finally:
-        await store.close()
+    where = masked(url)
+    print(json.dumps({"mode": mode, "store": where}) if args.json else mode)
+    if args.mode:
+        # Which store changed, so that a mistyped --store or --config cannot pass unseen
+        # (on stderr: scripts read the mode alone from stdout).
+        print(f"authshim: {where}: mode {mode} (was {before})", file=sys.stderr)
     return 0
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import shlex
+import shutil
+import signal
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy import log
+from proxy import log, ports
 from proxy.admin.app import run_admin_site
 from proxy.app import create_app
 from proxy.config import Config, parse_config
 from proxy.demo_site import DEMO_USERS, DemoSite, create_demo_site
+from proxy.errors import ListenError
 
 
 def demo_config(
@@ -96,8 +102,20 @@ def _port(runner: web.AppRunner) -> int:
     return int(address[1])
 
 
+def command_name() -> str:
+    """How to run ``authshim`` from here: bare when the shell finds this one, else its path."""
+    mine = os.path.join(sys.prefix, "bin", "authshim")
+    found = shutil.which("authshim")
+    if found and os.path.realpath(found) == os.path.realpath(mine):
+        return "authshim"
+    # The README's install does not activate the venv: name the script (relative when short).
+    relative = os.path.relpath(mine)
+    return shlex.quote(mine if relative.startswith("..") else relative)
+
+
 def guide(demo: Demo) -> str:
     """What to try, printed when the demo starts."""
+    authshim = command_name()
     users = "\n".join(f"    {u:<8} {p:<12} ({e})" for _, u, e, p, _ in DEMO_USERS)
     return f"""\
 authshim demo is running.
@@ -115,10 +133,10 @@ JSON API:  curl -s {demo.proxy_url}/api/login -H 'Content-Type: application/json
              -d '{{"email": "bob@example.com", "password": "builder123"}}'
 Session:   {demo.proxy_url}/.authshim/session (200 with identity headers, or 401)
 Dashboard: {demo.admin_url}/ (the admin listener: API under /admin/, metrics at /metrics)
-Progress:  authshim stats --store {demo.store_url}
-Users:     authshim users list --store {demo.store_url}
-Mode:      authshim mode --store {demo.store_url}
-Cut over:  authshim mode cutover --store {demo.store_url}
+Progress:  {authshim} stats --store {demo.store_url}
+Users:     {authshim} users list --store {demo.store_url}
+Mode:      {authshim} mode --store {demo.store_url}
+Cut over:  {authshim} mode cutover --store {demo.store_url}
 
 Press Ctrl-C to stop.
 """
@@ -127,8 +145,21 @@ Press Ctrl-C to stop.
 def run_demo(*, port: int, legacy_port: int, admin_port: int, folder: str | None) -> int:
     """Run the demo until interrupted."""
     log.setup("info")
+    try:
+        ports.check_free([
+            ("--port", "127.0.0.1", port), ("--legacy-port", "127.0.0.1", legacy_port),
+            ("--admin-port", "127.0.0.1", admin_port),
+        ])  # fmt: skip
+    except ListenError as exc:
+        print(f"authshim: {exc}", file=sys.stderr)
+        return 1
 
     async def run() -> None:
+        stop = asyncio.Event()
+        # SIGTERM (a service manager, `kill`) stops as Ctrl-C does: the temporary folder and
+        # its store are removed rather than left behind.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         with tempfile.TemporaryDirectory(prefix="authshim-demo-") as tmp:
             demo = await start_demo(
                 port=port,
@@ -138,12 +169,9 @@ def run_demo(*, port: int, legacy_port: int, admin_port: int, folder: str | None
             )
             print(guide(demo), flush=True)
             try:
-                await asyncio.Event().wait()
+                await stop.wait()
             finally:
                 await demo.close()
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(run())
     return 0

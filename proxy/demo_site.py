@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import html
 import secrets
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,3 +165,18 @@ def create_demo_site(site: DemoSite) -> web.Application:
     app.router.add_get("/private/", private)
     app.router.add_route("*", "/accounts/logout/", logout)
     return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m proxy.demo_site [HOST:PORT]``: the demo site alone, a stand-in legacy app
+    (examples/compose runs it as the ``legacy`` service)."""
+    from proxy.config import parse_listen
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    host, port = parse_listen(args[0] if args else "127.0.0.1:8000")
+    web.run_app(create_demo_site(DemoSite.seeded()), host=host, port=port, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

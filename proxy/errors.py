@@ -2,6 +2,7 @@
 
 AuthshimError           root; never raised itself
 ├── ConfigError         the config has problems; ``problems`` lists each, naming its key
+├── ListenError         a listen address is taken (another authshim, another program) or unusable
 ├── BadRequestBody      an intercepted request's body cannot be read as the route expects
 │   ├── AmbiguousBody   some framework could read a credential or routing field otherwise:
 │   │                   never forwarded, always 400 (proxy/reading)
@@ -31,6 +32,10 @@ class ConfigError(AuthshimError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class ListenError(AuthshimError):
+    """authshim cannot listen where the config says: the message names the key and why."""
 
 
 class BadRequestBody(AuthshimError):

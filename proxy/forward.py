@@ -8,7 +8,6 @@ a few buffers of memory, never its own size.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from proxy import log
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.headers import (
@@ -33,8 +33,6 @@ from proxy.headers import (
     websocket_protocols,
 )
 from proxy.upstream import UpstreamPool, UpstreamResponse
-
-log = logging.getLogger("authshim.forward")
 
 CHUNK = 64 * 1024
 _NO_IDENTITY: Mapping[str, str] = MappingProxyType({})
@@ -61,9 +59,14 @@ def create_client_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     )
 
 
+# SECURITY: what clients read names no internal address; the log line has the upstream.
+_FAILURE_PAGES = {504: "authshim: the site did not answer in time\n"}
+_UNAVAILABLE_PAGE = "authshim: the site is unavailable\n"
+
+
 def upstream_failure(exc: UpstreamError) -> web.Response:
     """The plain-text 502 or 504 a client gets when the upstream failed."""
-    return web.Response(status=exc.status, text=f"authshim: {exc}\n")
+    return web.Response(status=exc.status, text=_FAILURE_PAGES.get(exc.status, _UNAVAILABLE_PAGE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +248,9 @@ class Forwarder:
         try:
             yield
         except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
-            raise UpstreamTimeout(f"the upstream at {self._base} did not answer in time") from exc
+            raise UpstreamTimeout("the upstream did not answer in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamUnavailable(f"the upstream at {self._base} is unavailable") from exc
+            raise UpstreamUnavailable("the upstream is unavailable") from exc
 
     def _answer(self, upstream: Answer, prefix: bytes, *, keep_open: bool) -> UpstreamAnswer:
         limit = self._config.max_answer
@@ -302,7 +305,7 @@ class Forwarder:
             while rest is not None and (chunk := await self._read_more(request, rest)):
                 await response.write(chunk)
         except ConnectionResetError:  # response.write() found the client gone
-            log.info("%s %s: the client went away mid-answer", request.method, request.path)
+            log.event("client.gone", method=request.method, path=request.path, when="mid-answer")
             if rest is not None:
                 rest.close()
         return response
@@ -316,8 +319,8 @@ class Forwarder:
             # The status line is already out, so no 502 now. Cutting the client off is the
             # only honest signal left: it then sees a truncated answer, not a complete one.
             log.warning(
-                "%s %s: upstream failed mid-answer: %s (%s)",
-                request.method, request.path, exc, type(exc.__cause__).__name__,
+                "upstream.failed", method=request.method, path=request.path, when="mid-answer",
+                status=exc.status, error=type(exc.__cause__).__name__, upstream=self._base,
             )  # fmt: skip
             upstream.close()
             if request.transport is not None:
@@ -328,11 +331,11 @@ class Forwarder:
         # SECURITY: the path only; a query can carry reset tokens, and aiohttp's error text
         # can carry the URL, so the cause is named by its class alone.
         if request.transport is None or request.transport.is_closing():
-            log.info("%s %s: the client went away before the answer", request.method, request.path)
+            log.event("client.gone", method=request.method, path=request.path, when="before-answer")
         else:
             log.warning(
-                "%s %s -> %d: %s (%s)",
-                request.method, request.path, exc.status, exc, type(exc.__cause__).__name__,
+                "upstream.failed", method=request.method, path=request.path, status=exc.status,
+                error=type(exc.__cause__).__name__, upstream=self._base,
             )  # fmt: skip
         return upstream_failure(exc)
 
@@ -364,7 +367,7 @@ class Forwarder:
             await client.prepare(request)
             await _bridge(client, upstream)
         except ConnectionResetError:
-            log.info("%s %s: the client went away", request.method, request.path)
+            log.event("client.gone", method=request.method, path=request.path, when="websocket")
         finally:
             # Also reached when aiohttp cancels the handler because the client hung up, which
             # may interrupt the pump that was passing the client's close code on.

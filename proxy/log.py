@@ -17,6 +17,12 @@ def event(name: str, **fields: Any) -> None:
         logger.info(orjson.dumps({"event": name, **fields}, default=str).decode())
 
 
+def warning(name: str, **fields: Any) -> None:
+    """Log one event that needs an operator's eye (a WARNING) as a single JSON line."""
+    if logger.isEnabledFor(logging.WARNING):
+        logger.warning(orjson.dumps({"event": name, **fields}, default=str).decode())
+
+
 def setup(level: str = "info") -> None:
     """Send authshim's log lines to stderr at ``level``."""
     handler = logging.StreamHandler(sys.stderr)

@@ -1,12 +1,14 @@
 """Who logged in lately, migrated or not: the input of the cut-over readiness figure.
 
-Each accepted login notes its identifiers (a keyed hash, never the identifier itself) with
+Each accepted login notes who logged in (a keyed hash, never the identifier itself) with
 whether the user was migrated at that moment. Notes are kept in memory, one per identifier
 and day, and flushed to the store's ``login_activity`` table every second, so the request
 path pays a dictionary update rather than a database write.
 
-The readiness figure is then: of the identifiers seen in the last N days, the share whose
-latest login was already answered by authshim.
+A migrated user is noted under one name (the email, or the username when there is none), so
+the readiness figure counts users: of those seen in the last N days, the share whose latest
+login was already answered by authshim. A login the legacy app accepted but authshim could
+not capture is noted under the identifier typed: the only name known for that user.
 """
 
 from __future__ import annotations
@@ -51,16 +53,17 @@ class LoginActivity:
         return hmac.new(self._key, text, hashlib.sha256).hexdigest()[:32]
 
     def note(self, identifier: str | None, user: User | None) -> None:
-        """Count an accepted login: by ``user`` when migrated, else by the identifier typed."""
-        day = utc_day()
-        names = [identifier] if identifier else []
+        """Count an accepted login: a migrated user once, else under the identifier typed."""
         if user is not None:
-            names += [name for name in (user.email, user.username) if name]
-        for name in names:
-            key = (day, self.ident(name))
-            # A migrated user is noted under every name they can log in with, so that an
-            # earlier unmigrated login under any of those names counts as migrated now.
-            self._pending[key] = self._pending.get(key, False) or user is not None
+            # One name per user, whichever they typed: the figure counts users, and a user
+            # noted under both email and username would count twice.
+            name = user.email or user.username or f"id:{user.id}"
+        elif identifier:
+            name = identifier
+        else:
+            return
+        key = (utc_day(), self.ident(name))
+        self._pending[key] = self._pending.get(key, False) or user is not None
 
     async def flush(self, store: Store) -> None:
         """Write the pending notes; keep them for the next flush when the store fails."""

@@ -6,7 +6,8 @@ runs the whole app (its own store connection, argon2 pool and upstream pool). Th
 supervises: it forwards SIGTERM and SIGINT to the workers as SIGTERM for a clean shutdown,
 restarts a worker that dies after it began serving, and gives up when one dies before (a port
 in use or a store that cannot open would only die again). A worker whose parent is gone stops
-by itself. uvloop is used when it is installed.
+by itself. uvloop is used when it is installed. Before any of it, ``ports.claimed`` refuses
+addresses that another authshim (or any program) already serves.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from proxy import log
+from proxy import log, ports
 from proxy.admin.app import run_admin_site
 from proxy.app import create_app
 from proxy.config import Config
+from proxy.errors import ListenError
 
 DRAIN_TIMEOUT = 15.0  # seconds requests in flight at SIGTERM get to be read and answered
 SHUTDOWN_TIMEOUT = 2.0  # then: answers finish writing, handlers still running are cancelled
@@ -54,6 +56,16 @@ def serve(config: Config, *, workers: int = 1) -> int:
         # Each worker would bind its own random port: there would be no shared port.
         print("authshim: --workers needs a fixed port in server.listen, not 0", file=sys.stderr)
         return 2
+    try:
+        # Held until serving ends: a second authshim on these addresses is refused, not let in.
+        with ports.claimed(config):
+            return _serve_claimed(config, workers)
+    except ListenError as exc:
+        print(f"authshim: {exc}", file=sys.stderr)
+        return 1
+
+
+def _serve_claimed(config: Config, workers: int) -> int:
     log.event(
         "serve",
         listen=f"{config.server.host}:{config.server.port}",

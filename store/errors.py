@@ -4,6 +4,7 @@
     ├── UserExists              an insert or update collides with a unique email/username/legacy id
     ├── UserNotFound            no user has that id (also a LookupError)
     ├── StoreUnavailable        the database cannot be reached or answered with an error
+    ├── StoreNotFound           a command that works on an existing store found none there
     ├── RejectedCapture         validation refused a profile; ``reason`` says why
     └── PasswordError           root of password failures; never raised itself
         ├── InvalidPassword     the password does not match the stored hash
@@ -23,6 +24,10 @@ class UserExists(StoreError):
     def __init__(self, field: str) -> None:
         super().__init__(f"a user with this {field} already exists")
         self.field = field
+
+
+class StoreNotFound(StoreError):
+    """No store exists at the URL (a mistyped path or schema), and this use must not create one."""
 
 
 class UserNotFound(StoreError, LookupError):

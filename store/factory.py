@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from urllib.parse import parse_qsl, urlencode
 
 from store.base import Store
+from store.errors import StoreNotFound
 from store.sqlite import SQLiteStore
 
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -43,6 +45,28 @@ def create_store(url: str, *, pool_min: int = 2, pool_max: int = 10) -> Store:
         )
         return store
     raise ValueError(f"unsupported store URL scheme {scheme!r}: use sqlite or postgresql")
+
+
+async def require_existing(url: str) -> None:
+    """Raise ``StoreNotFound`` unless the store ``url`` names was created before.
+
+    Opening a store creates it (the SQLite file and its folders, a PostgreSQL schema), which
+    is right for ``serve`` and wrong for a command that reads or changes a store: there, a
+    mistyped path must not quietly become a new, empty store.
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme == "sqlite":
+        path = sqlite_path(url)
+        # A stat on a local file, before any loop work matters: a command, not a request.
+        if path != ":memory:" and not os.path.isfile(path):  # noqa: ASYNC240
+            raise StoreNotFound(f"no store at {url}: the file {path} does not exist")
+    elif scheme in _POSTGRES_SCHEMES:
+        dsn, schema = split_schema(url)
+        probe = importlib.import_module("store.postgres.probe")
+        if not await probe.schema_exists(dsn, schema):
+            raise StoreNotFound(f"no store in PostgreSQL schema {schema!r} of that database")
+    else:
+        create_store(url)  # raises ValueError naming the unsupported scheme
 
 
 def sqlite_path(url: str) -> str:

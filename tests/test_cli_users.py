@@ -82,4 +82,4 @@ def test_stats_and_mode_json(seeded: str, capsys: pytest.CaptureFixture[str]) ->
     assert main(["stats", "--store", seeded]) == 0
     assert "users migrated: 120" in capsys.readouterr().out
     assert main(["mode", "--store", seeded, "--json"]) == 0
-    assert _json(capsys) == {"mode": "migrate"}
+    assert _json(capsys) == {"mode": "migrate", "store": seeded}

@@ -165,3 +165,14 @@ def test_every_account_section_is_optional() -> None:
     config = parse_config(EXAMPLE, {"AUTHSHIM_SECRET": SECRET})
     assert (config.lookup, config.reset, config.mail, config.signup) == (None,) * 4
     assert config.password_change is None and config.profile.refresh_on_login is False
+
+
+def test_the_listen_addresses_can_come_from_the_environment() -> None:
+    """AUTHSHIM_LISTEN and AUTHSHIM_ADMIN_LISTEN replace the file's; a bad one is named."""
+    env = {"AUTHSHIM_SECRET": SECRET, "LEGACY_LOOKUP_AUTH": "Bearer x"}
+    env |= {"AUTHSHIM_LISTEN": "0.0.0.0:9000", "AUTHSHIM_ADMIN_LISTEN": "[::1]:9001"}
+    config = load_config(ROOT / "examples" / "authshim.toml", env=env)
+    assert (config.server.host, config.server.port) == ("0.0.0.0", 9000)
+    assert (config.admin.host, config.admin.port) == ("::1", 9001)
+    with pytest.raises(ConfigError, match=r"server\.listen: .*\(from AUTHSHIM_LISTEN\)"):
+        load_config(ROOT / "examples" / "authshim.toml", env={**env, "AUTHSHIM_LISTEN": "nope"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import sys
@@ -461,17 +462,21 @@ async def test_head_and_304_are_bodyless(upstream: Upstream, make_proxy: MakePro
 async def test_closed_upstream_port_is_502(
     make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A refused connection gets a plain-text 502 and one log line without query or cookies."""
+    """A refused connection gets a plain-text 502 naming no internal address, and one JSON
+    log line naming the upstream, without query or cookies."""
     url = f"http://127.0.0.1:{closed_port()}"
     client = await make_proxy(url)
-    with caplog.at_level(logging.INFO, logger="authshim.forward"):
+    with caplog.at_level(logging.INFO, logger="authshim"):
         async with client.get("/x?token=s3cret", headers={"Cookie": "sid=s3cret"}) as resp:
             assert resp.status == 502
             assert resp.content_type == "text/plain"
-            assert f"the upstream at {url} is unavailable" in await resp.text()
-    records = [r for r in caplog.records if r.name == "authshim.forward"]
+            assert await resp.text() == "authshim: the site is unavailable\n"
+    records = [r for r in caplog.records if '"upstream.failed"' in r.getMessage()]
     assert len(records) == 1 and records[0].levelno == logging.WARNING
-    assert "s3cret" not in records[0].getMessage()
+    assert json.loads(records[0].getMessage()) == {
+        "event": "upstream.failed", "method": "GET", "path": "/x", "status": 502,
+        "error": "ConnectionRefusedError", "upstream": url,
+    }  # fmt: skip
 
 
 async def test_slow_upstream_is_504(upstream: Upstream, make_proxy: MakeProxy) -> None:
@@ -480,7 +485,7 @@ async def test_slow_upstream_is_504(upstream: Upstream, make_proxy: MakeProxy) -
     started = time.monotonic()
     async with client.get("/slow") as resp:
         assert resp.status == 504
-        assert "did not answer in time" in await resp.text()
+        assert await resp.text() == "authshim: the site did not answer in time\n"
     assert time.monotonic() - started < 2
 
 

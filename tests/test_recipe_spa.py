@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,15 +117,22 @@ def nginx_site(tmp_path: Path) -> Iterator[Any]:
     if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
         pytest.skip("nginx is not installed (.ci/run installs nginx-light)")
     started: list[subprocess.Popen[bytes]] = []
+    # nginx started by root serves files as `nobody`, who cannot read a checkout under a
+    # private folder (/root, mktemp -d): it serves a world-readable copy of the files instead.
+    served = Path(tempfile.mkdtemp(prefix="authshim-nginx-"))
 
-    def start(api: str, authshim: str) -> str:
+    def start(api: str, authshim: str, static: Path = SPA / "static") -> str:
         port = free_port()
+        root = served / f"static-{len(started)}"
+        shutil.copytree(static, root)
+        for path in [served, root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
         site = (SPA / "nginx-site.conf").read_text()
         for old, new in [
             ("127.0.0.1:8081", f"127.0.0.1:{port}"),
             ("http://127.0.0.1:8080", authshim),
             ("http://127.0.0.1:8000", api),
-            ("/srv/spa/static", str(SPA / "static")),
+            ("/srv/spa/static", str(root)),
         ]:
             site = site.replace(old, new)
         (tmp_path / "site.conf").write_text(site)
@@ -140,6 +148,19 @@ def nginx_site(tmp_path: Path) -> Iterator[Any]:
     finally:
         for proc in started:
             stop(proc)
+        shutil.rmtree(served)
+
+
+async def test_nginx_serves_a_checkout_under_a_private_folder(
+    tmp_path: Path, nginx_site: Any
+) -> None:
+    """The nginx test works from a checkout others cannot read (mode 0700, like /root)."""
+    private = tmp_path / "private"
+    shutil.copytree(SPA / "static", private / "checkout" / "static")
+    private.chmod(0o700)
+    site = nginx_site("http://127.0.0.1:9", "http://127.0.0.1:9", private / "checkout" / "static")
+    async with aiohttp.ClientSession() as browser, browser.get(f"{site}/") as page:
+        assert page.status == 200 and "<title>SPA</title>" in await page.text()
 
 
 async def test_identity_by_forward_auth_behind_nginx(

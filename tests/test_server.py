@@ -173,13 +173,11 @@ async def test_a_dead_worker_is_replaced(serve: Serve) -> None:
     assert await running.get_many(10) == [200] * 10
 
 
-async def test_workers_failing_at_start_stop_the_server(serve: Serve) -> None:
-    """When the port is taken, the workers die at start and the parent exits 1, leaving none."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))  # no SO_REUSEPORT: nobody can share this port
-        taken.listen()
-        running = await serve(2, port=taken.getsockname()[1])
-        assert await asyncio.wait_for(running.proc.wait(), 20) == 1
+async def test_workers_failing_at_start_stop_the_server(serve: Serve, tmp_path: Path) -> None:
+    """When the store cannot open, the workers die at start and the parent exits 1, leaving none."""
+    (tmp_path / "authshim.db").mkdir()  # the store's path is a folder: SQLite cannot open it
+    running = await serve(2)
+    assert await asyncio.wait_for(running.proc.wait(), 20) == 1
     assert running.proc.stderr is not None
     assert b"worker.failed" in await running.proc.stderr.read()
 

@@ -11,8 +11,9 @@ from typing import Any, TextIO
 import orjson
 
 from proxy.config import load_store_config
+from proxy.errors import ConfigError
 from store.base import Store
-from store.factory import create_store
+from store.factory import create_store, require_existing
 
 
 def add_store_args(parser: argparse.ArgumentParser, default_config: str) -> None:
@@ -33,7 +34,24 @@ def store_url(args: argparse.Namespace) -> str:
 @asynccontextmanager
 async def opened_store(args: argparse.Namespace) -> AsyncIterator[Store]:
     """The store, opened (and migrated) for the length of one command."""
-    store = create_store(store_url(args))
+    async with existing_store(store_url(args)) as store:
+        yield store
+
+
+@asynccontextmanager
+async def existing_store(url: str) -> AsyncIterator[Store]:
+    """The store at ``url``, opened for one command; never a new one.
+
+    Raises:
+        StoreNotFound: nothing is there (a mistyped path or schema): a command that reads or
+            changes a store must not create an empty one and report on that.
+        ConfigError: the URL is malformed.
+    """
+    try:
+        store = create_store(url)
+    except ValueError as exc:
+        raise ConfigError([f"store.url: {exc}"]) from None
+    await require_existing(url)
     await store.open()
     try:
         yield store

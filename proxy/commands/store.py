@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from proxy.config import load_store_config
 from store.copy import DEFAULT_BATCH, CopyReport, copy_store
 from store.errors import UserExists
-from store.factory import create_store
+from store.factory import create_store, require_existing
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _copy(source_url: str, target_url: str, batch: int, out: TextIO) -> CopyReport:
     source, target = create_store(source_url), create_store(target_url)
+    await require_existing(source_url)  # the target may be new; the source must not be
     await source.open()
     try:
         await target.open()

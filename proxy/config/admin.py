@@ -29,7 +29,7 @@ class AdminConfig:
 
 def read_admin(r: Reader, doc: Mapping[str, Any]) -> AdminConfig:
     with r.table(doc, "admin", ADMIN_KEYS) as t:
-        host, port = r.listen(t, "127.0.0.1:8081")
+        host, port = r.listen(t, "127.0.0.1:8081", override="AUTHSHIM_ADMIN_LISTEN")
         token = r.secret(t, "token", min_length=MIN_ADMIN_TOKEN_LENGTH) if "token" in t else None
         # SECURITY: an admin API reachable from other hosts must never be open.
         if token is None and not is_loopback(host):

@@ -166,13 +166,22 @@ class Reader:
             self.error(name, str(exc))
             return default
 
-    def listen(self, raw: Mapping[str, Any], default: str) -> tuple[str, int]:
-        """``listen`` as ``(host, port)``; the default's parts when it is not ``host:port``."""
+    def listen(
+        self, raw: Mapping[str, Any], default: str, *, override: str | None = None
+    ) -> tuple[str, int]:
+        """``listen`` as ``(host, port)``; the default's parts when it is not ``host:port``.
+
+        The environment variable ``override``, when set, replaces what the file says: a
+        container listens on all its addresses while the same file serves outside one.
+        """
         fallback = parse_listen(default)
+        from_env = self.env.get(override, "") if override else ""
         try:
+            if from_env:
+                return parse_listen(from_env)
             return parse_listen(self.get(raw, "listen", str, default))
         except ValueError as exc:
-            self.error("listen", str(exc))
+            self.error("listen", f"{exc} (from {override})" if from_env else str(exc))
             return fallback
 
     def choice(self, raw: Mapping[str, Any], name: str, options: tuple[str, ...]) -> str:

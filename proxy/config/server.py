@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,7 @@ LOG_KEYS = ("level",)
 
 def read_server(r: Reader, doc: Mapping[str, Any]) -> ServerConfig:
     with r.table(doc, "server", SERVER_KEYS) as t:
-        host, port = r.listen(t, "127.0.0.1:8080")
+        host, port = r.listen(t, "127.0.0.1:8080", override="AUTHSHIM_LISTEN")
         proxies = r.get(t, "trusted_proxies", list, [])
         if not all(isinstance(p, str) for p in proxies):
             r.error("trusted_proxies", "must be a list of addresses")
@@ -115,10 +116,21 @@ def read_store(r: Reader, doc: Mapping[str, Any]) -> StoreConfig:
         url = r.get(t, "url", str, "sqlite:///./authshim.db")
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             r.error("url", f"must start with sqlite:/// or postgresql://, got {url!r}")
+        elif not url.startswith("sqlite:") and not _installed("asyncpg"):
+            r.error("url", "a PostgreSQL store needs asyncpg: pip install 'authshim[postgres]'")
         pool_min, pool_max = r.positive(t, "pool_min", 2), r.positive(t, "pool_max", 10)
         if pool_min > pool_max:
             r.error("pool_min", "must not be greater than pool_max")
         return StoreConfig(url, pool_min, pool_max)
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` imports: the optional store driver, checked before anything starts."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def read_migration(r: Reader, doc: Mapping[str, Any]) -> MigrationConfig:
