@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from aiohttp import web
 
 from proxy import log
 from proxy.answers import problem
-from proxy.config import Config, ResetConfig
+from proxy.choose import Handler, conditional
+from proxy.config import Config, LoginRoute, ResetConfig
+from proxy.config.matching import POST, Match
 from proxy.errors import BadRequestBody
 from proxy.flows import (
     health,
@@ -22,13 +25,13 @@ from proxy.flows import (
     signup,
     steps,
 )  # fmt: skip
-from proxy.flows.common import NO_ROUTING, Routing, session_user
+from proxy.flows.common import Routing
+from proxy.flows.passthrough import passthrough
 from proxy.pacing import FailurePace
 from proxy.paths import Unfoldable, canonical, may_name, script_prefixes
 from proxy.reading import read_request
 from proxy.services import Services
 
-Handler = Callable[[web.Request, Services], Awaitable[web.StreamResponse]]
 SESSION_PATH = "/.authshim/session"
 PASSTHROUGH = "passthrough"
 REFUSED = "refused"
@@ -122,84 +125,94 @@ async def refuse(request: web.Request, svc: Services, reason: str) -> web.Stream
     return problem(400, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One intercepted route before the table is built: its path, which requests on it are its
+    (``match``), its flow given the path's routing, and the fields a GET must not carry."""
+
+    path: str
+    match: Match
+    make: Callable[[Routing], Handler]
+    credentials: tuple[str, ...] = ()
+    password: str | None = None  # a login's password field: foreign to the path's other routes
+
+
 def build_routes(config: Config) -> RouteTable:
     """Every route authshim answers itself, from the config."""
     table = RouteTable(case_insensitive=config.upstream.case_insensitive_paths)
-    shared = shared_reset(config)
-    for route in config.logins:
-        # Only the POST is a login; the GET renders the legacy login page (and its CSRF token).
-        pace = FailurePace(route.failure_floor)  # one per route: its own failures teach it
-        routing = NO_ROUTING
-        if shared is not None and table.canonical(shared.request_path) == table.canonical(
-            route.path
-        ):
-            names = tuple(name for name, _ in shared.request_query)
-            routing = Routing(names, avoid=(shared.request_query,))
-        handler = partial(login.handle, route=route, pace=pace, routing=routing)
-        table.add(("POST",), route.path, handler, credentials=(route.identifier, route.password))
-        if not route.second_factor:  # a second factor's steps pass through: nothing to finish
-            for path in route.step_paths:
-                table.add(("POST",), path, partial(steps.handle, route=route))
-    if config.logout.path:
-        table.add(("GET", "POST"), config.logout.path, logout.handle)
+    by_path: dict[str, list[Entry]] = {}
+    for entry in _entries(config):
+        by_path.setdefault(table.canonical(entry.path), []).append(entry)
+    for entries in by_path.values():
+        _add_path(table, entries)
     table.add(("GET", "HEAD"), SESSION_PATH, session.handle)
     table.add(("GET", "HEAD"), health.HEALTH_PATH, health.handle)
-    _add_account_routes(table, config)
-    if (cfg := shared) is not None:
-        # Added last, over the path's other route (WordPress's wp-login.php is also the login).
-        other = table.match("POST", cfg.request_path) or passthrough
-        here = table.canonical(cfg.request_path)
-        # SECURITY: the login's password field in a reset body means the legacy app may judge
-        # a password there (its own routing may read the body): refused by the reset flow.
-        foreign = tuple(
-            r.password for r in config.logins
-            if table.canonical(r.path) == here and r.password != cfg.email
-        )  # fmt: skip
-        names = tuple(name for name, _ in cfg.request_query)
-        routing = Routing(names, want=cfg.request_query, foreign=foreign)
-        ours = partial(reset.handle, cfg=cfg, routing=routing)
-        table.add(("POST",), cfg.request_path, by_query(cfg.request_query, ours, other))
-    return table
-
-
-def shared_reset(config: Config) -> ResetConfig | None:
-    """The reset route that shares its path with another, told apart by its query, if any."""
-    cfg = config.reset
-    return cfg if cfg is not None and cfg.request_query else None
-
-
-def by_query(wanted: tuple[tuple[str, str], ...], handler: Handler, other: Handler) -> Handler:
-    """``handler`` for a request whose query has each ``name=value`` of ``wanted`` (and no
-    other value of that name), ``other`` for the rest."""
-
-    async def route(request: web.Request, svc: Services) -> web.StreamResponse:
-        query = request.query
-        held = all(set(query.getall(name, ())) == {value} for name, value in wanted)
-        return await (handler if held else other)(request, svc)
-
-    return route
-
-
-def _add_account_routes(table: RouteTable, config: Config) -> None:
-    """Reset, sign-up and password change, each only when its section is configured."""
     if (cfg := config.reset) is not None:
         view = reset_confirm.ResetPage.load(config)
-        if not cfg.request_query:  # else added last, by build_routes
-            table.add(("POST",), cfg.request_path, partial(reset.handle, cfg=cfg))
         table.add(("GET", "HEAD"), reset_confirm.PAGE_PATH, partial(reset_confirm.page, view=view))
-        confirm = partial(reset_confirm.confirm, cfg=cfg, view=view)
-        table.add(("POST",), reset_confirm.PAGE_PATH, confirm)
+        table.add(("POST",), reset_confirm.PAGE_PATH,
+                  partial(reset_confirm.confirm, cfg=cfg, view=view))  # fmt: skip
         if cfg.confirm_path:
             legacy = partial(reset_confirm.legacy_confirm, view=view)
             table.add(("GET", "HEAD"), cfg.confirm_path, legacy)
-    if config.signup is not None:
-        table.add(("POST",), config.signup.path, partial(signup.handle, cfg=config.signup))
+    return table
+
+
+def _entries(config: Config) -> list[Entry]:
+    """The routes that ``methods`` and ``when`` choose among, from every section."""
+    entries: list[Entry] = []
+    for route in config.logins:
+        # Only the POST is a login; the GET renders the legacy login page (and its CSRF token).
+        pace = FailurePace(route.failure_floor)  # one per route: its own failures teach it
+        entries.append(Entry(
+            route.path, route.match,
+            partial(_login, route=route, pace=pace),
+            credentials=(route.identifier, route.password), password=route.password,
+        ))  # fmt: skip
+        if not route.second_factor:  # a second factor's steps pass through: nothing to finish
+            for path in route.step_paths:
+                entries.append(Entry(path, POST, _fixed(partial(steps.handle, route=route))))
+    if config.logout.path:
+        entries.append(Entry(config.logout.path, config.logout.match, _fixed(logout.handle)))
+    if (cfg := config.reset) is not None:
+        entries.append(Entry(cfg.request_path, cfg.match, partial(_reset, cfg=cfg)))
+    if (sign := config.signup) is not None:
+        entries.append(Entry(sign.path, sign.match, _fixed(partial(signup.handle, cfg=sign))))
     if (change := config.password_change) is not None:
-        table.add(("POST",), change.path, partial(password.handle, cfg=change))
+        flow = _fixed(partial(password.handle, cfg=change))
+        entries.append(Entry(change.path, change.match, flow))
+    return entries
 
 
-async def passthrough(request: web.Request, svc: Services) -> web.StreamResponse:
-    """Forward a request that is not intercepted, with the session user's identity."""
-    # A store failure sends the request on without an identity.
-    user = await session_user(request, svc)
-    return await svc.forwarder.forward(request, identity=svc.identity(user))
+def _fixed(handler: Handler) -> Callable[[Routing], Handler]:
+    """A flow that needs nothing of its path's routing."""
+    return lambda _routing: handler
+
+
+def _login(routing: Routing, route: LoginRoute, pace: FailurePace) -> Handler:
+    return partial(login.handle, route=route, pace=pace, routing=routing)
+
+
+def _reset(routing: Routing, cfg: ResetConfig) -> Handler:
+    return partial(reset.handle, cfg=cfg, routing=routing)
+
+
+def _add_path(table: RouteTable, entries: list[Entry]) -> None:
+    """The routes of one path: each method to its one route, or to a chooser among several or
+    among routes with ``when`` (proxy/choose.py)."""
+    names = tuple(dict.fromkeys(name for e in entries for name in e.match.names))
+    by_method: dict[str, list[tuple[Match, Handler]]] = {}
+    for entry in entries:
+        others = tuple(e.match for e in entries if e is not entry)
+        # SECURITY: a login's password field in another route's body (a reset posted to
+        # wp-login.php with pwd in it): the legacy app may judge a password there.
+        foreign = tuple(e.password for e in entries if e is not entry and e.password)
+        handler = entry.make(Routing(names, entry.match, others, foreign))
+        for method in entry.match.methods:
+            by_method.setdefault(method, []).append((entry.match, handler))
+        table.add((), entry.path, handler, credentials=entry.credentials)
+    for method, choices in by_method.items():
+        if len(choices) == 1 and not choices[0][0].when:
+            table.add((method,), entries[0].path, choices[0][1])
+        else:
+            table.add((method,), entries[0].path, conditional(choices, names))

@@ -277,3 +277,23 @@ async def test_a_login_posted_to_the_lost_password_route_is_refused(
             await response.read()
         assert response.status == 400
         assert site.requests("POST /wp-login.php") == before
+
+
+async def test_logout_by_action_ends_both_sessions(site: Site, tmp_path: Path) -> None:
+    """``GET wp-login.php?action=logout`` is the recipe's [logout] (when action=logout):
+    authshim's session cookie stops working; the login page itself still renders."""
+    async with running(_config(site, tmp_path)) as proxy:
+        await wp_login(proxy, "bob", USERS["bob"])  # captured
+        proxy.client.cookie_jar.clear()
+        await wp_login(proxy, "bob", USERS["bob"])  # answered by authshim
+        cookie = proxy.session_cookie()
+        assert cookie is not None and (await me(proxy))[0] == 200
+        async with proxy.client.get(
+            proxy.url("/wp-login.php?action=logout"), allow_redirects=False
+        ) as response:
+            await response.read()
+        status, _ = await me(proxy, headers={"Cookie": f"authshim={cookie}"})
+        assert status == 401
+        async with proxy.client.get(proxy.url("/wp-login.php")) as page:
+            assert page.status == 200 and "user_login" in await page.text()
+        assert proxy.svc.counters.totals["logout"] == 1

@@ -18,6 +18,7 @@ from proxy.config.login import (
     read_profile_source,
     read_success,
 )
+from proxy.config.matching import POST, Match, read_match
 from proxy.config.reader import TOKEN, Reader, Secret
 
 
@@ -47,12 +48,14 @@ class ResetConfig:
     expires: float = 1800.0
     confirm_path: str | None = None
     template: str | None = None
-    # name=value pairs the request's query must hold (wp-login.php is the login route too)
+    # name=value pairs the request's query must hold (wp-login.php is the login route too):
+    # the older spelling of match.when, which they become
     request_query: tuple[tuple[str, str], ...] = ()
     # In mode migrate with a look-up: what becomes of a request for an address neither the
     # store nor the look-up has (or the look-up could not answer): dropped, or forwarded to the
     # legacy app's own reset in the background (its answer discarded).
     unknown: str = "drop"
+    match: Match = POST  # methods and when (proxy/config/matching.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,7 @@ class SignupConfig:
     # When the legacy look-up guards a local sign-up: "always" (both modes, since the legacy
     # app may still trust identity headers after cut-over) or "migrate" (mode migrate only).
     legacy_check: str = "always"
+    match: Match = POST  # methods and when (proxy/config/matching.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class PasswordChangeConfig:
     answer: Answer
     failure: Answer
     confirm: str | None = None
+    match: Match = POST  # methods and when (proxy/config/matching.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +98,15 @@ class PolicyConfig:
 LOOKUP_KEYS = ("by_email", "by_username", "method", "headers", "timeout", "pointer", "list")
 RESET_KEYS = (
     "request_path", "format", "email", "answer", "link", "expires", "done", "confirm_path",
-    "template", "request_query", "unknown",
+    "template", "request_query", "unknown", "methods", "when",
 )  # fmt: skip
 SIGNUP_KEYS = (
     "path", "format", "handler", "email", "username", "password", "fields", "answer",
-    "conflict", "success", "profile", "legacy_check",
+    "conflict", "success", "profile", "legacy_check", "methods", "when",
 )  # fmt: skip
-PASSWORD_CHANGE_KEYS = ("path", "format", "old", "new", "confirm", "answer", "failure")
+PASSWORD_CHANGE_KEYS = (
+    "path", "format", "old", "new", "confirm", "answer", "failure", "methods", "when",
+)  # fmt: skip
 POLICY_KEYS = ("min_length", "max_length")
 LEGACY_CHECKS = ("always", "migrate")
 
@@ -182,7 +189,19 @@ def read_reset(r: Reader, doc: Mapping[str, Any]) -> ResetConfig | None:
             template=template,
             request_query=tuple(pairs),
             unknown=r.choice(t, "unknown", ("drop", "forward")),
+            match=_reset_match(r, t, tuple(pairs)),
         )
+
+
+def _reset_match(
+    r: Reader, t: Mapping[str, Any], pairs: tuple[tuple[str, str], ...]
+) -> Match:
+    match = read_match(r, t, ("POST",))
+    if pairs:
+        if match.when:
+            r.error("request_query", "is the older spelling of when: give one of them")
+        return Match(match.methods, tuple((k, (v,)) for k, v in pairs))
+    return match
 
 
 def read_signup(r: Reader, doc: Mapping[str, Any]) -> SignupConfig | None:
@@ -212,6 +231,7 @@ def read_signup(r: Reader, doc: Mapping[str, Any]) -> SignupConfig | None:
             success=read_success(r, t) if upstream else None,
             profile=read_profile_source(r, t) if upstream else None,
             legacy_check=r.choice(t, "legacy_check", LEGACY_CHECKS),
+            match=read_match(r, t, ("POST",)),
         )
 
 
@@ -228,6 +248,7 @@ def read_password_change(r: Reader, doc: Mapping[str, Any]) -> PasswordChangeCon
             answer=optional_answer(r, t, "answer", OK),
             failure=optional_answer(r, t, "failure", refused),
             confirm=r.optional(t, "confirm"),
+            match=read_match(r, t, ("POST",)),
         )
 
 

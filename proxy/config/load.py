@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from proxy.config.admin import ADMIN_KEYS, AdminConfig, read_admin, read_readiness_days
 from proxy.config.flows import (
@@ -159,17 +158,21 @@ def _check_features(r: Reader, config: Config) -> None:
     for i, route in enumerate(config.logins):
         if route.profile.lookup and config.lookup is None:
             r.error(f"login[{i}].profile.lookup", "needs [lookup]")
-    paths: dict[str, str] = {_fold_path(route.path): "login" for route in config.logins}
-    for key, path in (
-        ("reset.request_path", config.reset and config.reset.request_path),
-        ("reset.confirm_path", config.reset and config.reset.confirm_path),
-        ("signup.path", config.signup and config.signup.path),
-        ("password_change.path", config.password_change and config.password_change.path),
-    ):
-        if path:
+    # Routes told apart by `when` may share a path (a front controller): proxy/choose.py.
+    paths: dict[str, str] = {
+        _fold_path(route.path): "login" for route in config.logins if not route.match.when
+    }
+    for key, path, told_apart in (
+        ("reset.request_path", config.reset and config.reset.request_path,
+         bool(config.reset and config.reset.match.when)),
+        ("reset.confirm_path", config.reset and config.reset.confirm_path, False),
+        ("signup.path", config.signup and config.signup.path,
+         bool(config.signup and config.signup.match.when)),
+        ("password_change.path", config.password_change and config.password_change.path,
+         bool(config.password_change and config.password_change.match.when)),
+    ):  # fmt: skip
+        if path and not told_apart:
             folded = _fold_path(path)
-            if key == "reset.request_path" and config.reset and config.reset.request_query:
-                folded += "?" + urlencode(config.reset.request_query)  # told apart by its query
             if folded in paths:
                 r.error(key, f"{path} is already intercepted by {paths[folded]}")
             paths[folded] = key
@@ -189,6 +192,7 @@ SECTIONS = (
 # Every documented key, so that a test can check docs/configuration.md names them all.
 ALL_KEYS: tuple[str, ...] = (
     "server.listen", "server.max_body", "server.trusted_proxies", "server.public_url",
+    "server.max_scan",
     "upstream.url", "upstream.connect_timeout", "upstream.read_timeout", "upstream.pool_size",
     "upstream.max_answer", "upstream.case_insensitive_paths",
     "store.url", "store.pool_min", "store.pool_max",
@@ -199,6 +203,9 @@ ALL_KEYS: tuple[str, ...] = (
     "login.profile.fetch", "login.profile.lookup", "login.profile.token",
     "login.answer", "login.answer.redirect", "login.answer.next_param",
     "login.failure.from_legacy", "login.failure_floor", "login.step_paths",
+    "login.methods", "login.when", "logout.methods", "logout.when", "reset.methods",
+    "reset.when", "signup.methods", "signup.when", "password_change.methods",
+    "password_change.when",
     "login.second_factor", "login.step_expires",
     "login.answer.json", "login.answer.status", "login.failure",
     "profile.legacy_id", "profile.email", "profile.username",

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.config.matching import GET_OR_POST, POST, Match, read_match
 from proxy.config.reader import Reader
 
 _UNSET: Any = object()
@@ -107,6 +108,7 @@ class LoginRoute:
     step_paths: tuple[str, ...] = ()
     second_factor: bool = True
     step_expires: float = 300.0
+    match: Match = POST  # methods and when: which requests on the path are logins
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +131,12 @@ class ProfileMap:
 @dataclass(frozen=True, slots=True)
 class LogoutConfig:
     path: str | None = None
+    match: Match = GET_OR_POST
 
 
 LOGIN_KEYS = (
     "path", "format", "identifier", "password", "success", "profile", "answer", "failure",
-    "failure_floor", "step", "step_paths", "second_factor", "step_expires",
+    "failure_floor", "step", "step_paths", "second_factor", "step_expires", "methods", "when",
 )  # fmt: skip
 SUCCESS_KEYS = (
     "status", "cookie", "cookie_prefix", "json", "json_equals", "location", "headers", "body",
@@ -148,7 +151,7 @@ PROFILE_KEYS = (
     "legacy_id", "email", "username", "refresh_on_login", "active", "active_values",
     "second_factor",
 )  # fmt: skip
-LOGOUT_KEYS = ("path",)
+LOGOUT_KEYS = ("path", "methods", "when")
 OK = Answer(json={"ok": True}, status=200)
 
 
@@ -166,8 +169,8 @@ def read_logins(r: Reader, doc: Mapping[str, Any]) -> tuple[LoginRoute, ...]:
                 continue
             r.unknown(item, LOGIN_KEYS)
             path = r.path(item, "path", required=True) or "/"
-            if path in seen:
-                r.error("path", f"{path} is intercepted twice")
+            if path in seen and "when" not in item:
+                r.error("path", f"{path} is intercepted twice (tell them apart with when)")
             seen.add(path)
             route = LoginRoute(
                 path=path,
@@ -183,6 +186,7 @@ def read_logins(r: Reader, doc: Mapping[str, Any]) -> tuple[LoginRoute, ...]:
                 step_paths=_step_paths(r, item),
                 second_factor=r.get(item, "second_factor", bool, True),
                 step_expires=r.duration(item, "step_expires", 300.0),
+                match=read_match(r, item, ("POST",)),
             )
             if (route.step_paths or "second_factor" in item) and route.step is None:
                 r.error("step", "is required with step_paths or second_factor")
@@ -402,4 +406,6 @@ def _active_values(r: Reader, t: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def read_logout(r: Reader, doc: Mapping[str, Any]) -> LogoutConfig:
     with r.table(doc, "logout", LOGOUT_KEYS) as t:
-        return LogoutConfig(path=r.path(t, "path", required=False))
+        return LogoutConfig(
+            path=r.path(t, "path", required=False), match=read_match(r, t, ("GET", "POST"))
+        )

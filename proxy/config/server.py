@@ -24,6 +24,8 @@ class ServerConfig:
     max_field_size: int = 16 * 1024
     max_headers: int = 128
     body_timeout: float = 10.0
+    # A front controller's requests are read (up to this) to tell its logins from the rest.
+    max_scan: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ class LogConfig:
 
 SERVER_KEYS = (
     "listen", "max_body", "trusted_proxies", "public_url",
-    "max_line_size", "max_field_size", "max_headers", "body_timeout",
+    "max_line_size", "max_field_size", "max_headers", "body_timeout", "max_scan",
 )  # fmt: skip
 UPSTREAM_KEYS = (
     "url", "connect_timeout", "read_timeout", "pool_size", "max_answer", "case_insensitive_paths",
@@ -90,6 +92,7 @@ def read_server(r: Reader, doc: Mapping[str, Any]) -> ServerConfig:
             max_field_size=r.positive(t, "max_field_size", 16 * 1024),
             max_headers=r.positive(t, "max_headers", 128),
             body_timeout=r.duration(t, "body_timeout", 10.0),
+            max_scan=r.positive(t, "max_scan", 16 * 1024 * 1024),
         )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from aiohttp import hdrs, web
 from proxy import log
 from proxy.answers import problem
 from proxy.bodies import BodyTooLarge, read_body
+from proxy.config.matching import POST, Match
 from proxy.errors import AmbiguousBody, UnreadableBody
 from proxy.guards import same_site
 from proxy.reading import Reading, read_request
@@ -22,6 +23,8 @@ from store.base import User
 from store.errors import StoreError
 
 RETRY_AFTER = {"Retry-After": "1"}
+# The body of a request read before its route was chosen (proxy/choose.py), on the request.
+PRE_READ = web.RequestKey("authshim.body", bytes)
 
 
 class Refusal(Exception):
@@ -47,6 +50,11 @@ async def read_intercepted(
         raise Refusal(
             "forbidden_origin", problem(403, "this form may only be posted from the site")
         )
+    if (early := request.get(PRE_READ)) is not None:  # read already to choose the route
+        if len(early) > server.max_body:
+            message = f"the body is larger than {server.max_body} bytes"
+            raise Refusal("too_large", problem(413, message))
+        return bytes(early)
     try:
         # SECURITY: a client trickling its body must not hold a handler (and its memory) forever.
         async with asyncio.timeout(server.body_timeout):
@@ -59,21 +67,22 @@ async def read_intercepted(
 
 @dataclass(frozen=True, slots=True)
 class Routing:
-    """The fields that choose between intercepted routes sharing one path (wp-login.php's
-    ``action``): their names, the values this route needs (``want``), the value sets that send
-    a request to another route of the path (``avoid``), and the credential fields of those
-    other routes (``foreign``), which a request to this one must not carry."""
+    """The fields that choose between intercepted routes sharing one path (a front
+    controller's ``action``): their names, this route's ``Match``, the other routes' of the
+    path, and the credential fields of those other routes (``foreign``), which a request to
+    this one must not carry."""
 
     names: tuple[str, ...] = ()
-    want: tuple[tuple[str, str], ...] = ()
-    avoid: tuple[tuple[tuple[str, str], ...], ...] = ()
+    own: Match = POST
+    others: tuple[Match, ...] = ()
     foreign: tuple[str, ...] = ()
 
     def mine(self, values: Mapping[str, str]) -> bool:
-        """Whether the routing fields authshim read (query and body agreeing) name this route."""
-        if any(values.get(name) != value for name, value in self.want):
-            return False
-        return not any(all(values.get(n) == v for n, v in other) for other in self.avoid)
+        """Whether the routing fields authshim read (query and body agreeing) name this route:
+        its own ``when`` holds, or (a route without one) no other route's does."""
+        if self.own.when:
+            return self.own.holds(values)
+        return not any(other.holds(values) for other in self.others if other.when)
 
 
 NO_ROUTING = Routing()
