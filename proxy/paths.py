@@ -18,7 +18,10 @@ from urllib.parse import unquote_to_bytes, urlsplit
 # Server-side scripts that take PATH_INFO: /login.php/anything runs login.php.
 SCRIPT_SUFFIXES = (".php", ".asp", ".aspx", ".jsp", ".cgi", ".pl", ".ashx", ".asmx", ".do")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_UNSAFE = re.compile(r"%(?:2f|5c|00)", re.IGNORECASE)
+# An encoded slash, backslash, NUL, '?', '#' or '%' (a double escape: one server decodes twice),
+# a control character: no two servers read these alike.
+_UNSAFE = re.compile(r"%(?:2f|5c|00|3f|23|25|[01][0-9a-f]|7f)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f#]")
 
 
 class Unfoldable(ValueError):
@@ -46,12 +49,17 @@ def canonical(target: str, *, case_insensitive: bool = False) -> str:
 
 @lru_cache(maxsize=4096)
 def _canonical(path: str, case_insensitive: bool) -> str:
-    if _BAD_ESCAPE.search(path) or _UNSAFE.search(path) or "\\" in path or "\x00" in path:
-        raise Unfoldable("the path has an encoded slash, a backslash, a NUL or a bad escape")
+    if _BAD_ESCAPE.search(path) or _UNSAFE.search(path) or "\\" in path or _CONTROL.search(path):
+        raise Unfoldable("the path has an encoded slash, a backslash, a control character, "
+                         "a double escape or a bad escape")  # fmt: skip
     try:
         decoded = unquote_to_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise Unfoldable("the path is not UTF-8") from None
+    if ("//" in decoded and "/.." in decoded) or "..;" in decoded:
+        # nginx merges slashes before it removes dot segments, RFC 3986 after; Tomcat reads
+        # "..;x" as "..".
+        raise Unfoldable("the path mixes empty segments or parameters with '..'")
     segments: list[str] = []
     for segment in decoded.split("/"):
         segment = segment.split(";", 1)[0]  # Servlet path parameters: /login;jsessionid=0

@@ -52,7 +52,9 @@ def test_a_case_insensitive_server_folds_case_and_windows_tails(target: str, fol
 @pytest.mark.parametrize(
     "target",
     ["/api%2flogin", "/api%2Flogin", "/api%5clogin", "/api\\login", "/api/login%00",
-     "/../api/login", "/api/lo%zzgin", "/api/%ff%fe"],
+     "/../api/login", "/api/lo%zzgin", "/api/%ff%fe", "/api/%256cogin", "/api/login%3f",
+     "/api/login%23x", "/api/%c0%af/login", "/x//../api/login", "/x/..;y/api/login",
+     "/api/login%0a"],
 )  # fmt: skip
 def test_spellings_no_two_servers_read_alike_are_unfoldable(target: str) -> None:
     """Encoded slashes and backslashes, NUL, climbing above the root, bad escapes, non-UTF-8."""

@@ -81,12 +81,14 @@ class SignupConfig:
 class PasswordChangeConfig:
     path: str
     format: str
-    old: str
+    old: str | None
     new: str
     answer: Answer
     failure: Answer
     confirm: str | None = None
     match: Match = POST  # methods and when (proxy/config/matching.py)
+    fresh: float = 0.0  # a session this young may change without the old password
+    forward: bool = False  # the legacy app changes it too
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ SIGNUP_KEYS = (
 )  # fmt: skip
 PASSWORD_CHANGE_KEYS = (
     "path", "format", "old", "new", "confirm", "answer", "failure", "methods", "when",
+    "fresh", "forward",
 )  # fmt: skip
 POLICY_KEYS = ("min_length", "max_length")
 LEGACY_CHECKS = ("always", "migrate")
@@ -243,12 +246,14 @@ def read_password_change(r: Reader, doc: Mapping[str, Any]) -> PasswordChangeCon
         return PasswordChangeConfig(
             path=r.path(t, "path", required=True) or "/",
             format=r.format(t),
-            old=r.field(t, "old"),
+            old=r.field(t, "old") if "old" in t or "fresh" not in t else None,
             new=r.field(t, "new"),
             answer=optional_answer(r, t, "answer", OK),
             failure=optional_answer(r, t, "failure", refused),
             confirm=r.optional(t, "confirm"),
             match=read_match(r, t, ("POST",)),
+            fresh=r.duration(t, "fresh", 0.0),
+            forward=r.get(t, "forward", bool, False),
         )
 
 

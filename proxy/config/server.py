@@ -52,6 +52,8 @@ class MigrationConfig:
     validate: bool = True
     requires_username: bool = False
     mode_poll: float = 2.0
+    # A migrated user's failed password is asked of the legacy app (changed there since?).
+    recapture: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,7 @@ UPSTREAM_KEYS = (
     "url", "connect_timeout", "read_timeout", "pool_size", "max_answer", "case_insensitive_paths",
 )  # fmt: skip
 STORE_KEYS = ("url", "pool_min", "pool_max")
-MIGRATION_KEYS = ("mode", "validate", "requires_username", "mode_poll")
+MIGRATION_KEYS = ("mode", "validate", "requires_username", "mode_poll", "recapture")
 LOG_KEYS = ("level",)
 
 
@@ -143,6 +145,7 @@ def read_migration(r: Reader, doc: Mapping[str, Any]) -> MigrationConfig:
             validate=r.get(t, "validate", bool, True),
             requires_username=r.get(t, "requires_username", bool, False),
             mode_poll=r.duration(t, "mode_poll", 2.0),
+            recapture=r.get(t, "recapture", bool, False),
         )
 
 

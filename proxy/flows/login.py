@@ -31,6 +31,7 @@ from proxy.flows.common import (
 )
 from proxy.flows.failure import failure_answer
 from proxy.flows.identity import schedule_refresh
+from proxy.flows.recapture import may_recapture, recapture
 from proxy.forward import UpstreamAnswer, upstream_failure
 from proxy.legacy import has_second_factor, judge, profile_active
 from proxy.limits import client_ip, throttled_answer
@@ -51,7 +52,7 @@ from store.validation import (
 # Outcomes that settle the counted attempt: a right password, or nobody judged it at all.
 SUCCEEDED = frozenset(
     {"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok", "legacy_step",
-     "second_factor", "step_pending"}
+     "second_factor", "step_pending", "recaptured", "recapture_rejected"}
 )
 UNJUDGED = frozenset({"upstream_error", "overloaded", "store_error"})
 # A wrong password, told by authshim or by the legacy app, or a user nobody has.
@@ -244,6 +245,8 @@ async def _local(
     try:
         await svc.passwords.verify(user.password_hash, password)
     except InvalidPassword:
+        if may_recapture(svc, user):  # changed at the legacy app since? (proxy/flows/recapture)
+            return await recapture(request, svc, route, reading, target, user, password, hold)
         failed = await failure_answer(request, svc, route, reading, target, hold)
         return "local_failed", failed, user.id
     if user.blocked or not profile_active(user.profile, svc.config.profile):

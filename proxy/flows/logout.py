@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy import log
-from proxy.flows.common import session_user
+from proxy.flows.common import PRE_READ, session_user
 from proxy.services import Services
 from proxy.sessions import clear_cookie
 from store.errors import StoreError
@@ -27,7 +27,8 @@ async def handle(request: web.Request, svc: Services) -> web.StreamResponse:
             svc.counters.add("logout.revoke_failed")
             log.event("logout.revoke_failed", user=user.id, error=type(exc).__name__)
     response = await svc.forwarder.forward(
-        request, identity=svc.identity(user), cookies=[clear_cookie(svc.config.session)]
+        request, identity=svc.identity(user), cookies=[clear_cookie(svc.config.session)],
+        body=request.get(PRE_READ),  # read already when `when` chose this route
     )
     svc.counters.add("logout")
     log.event("logout", user=user.id if user else None, revoked=revoked, status=response.status)

@@ -28,6 +28,7 @@ from proxy.limits import client_ip, throttled_answer
 from proxy.policy import check_password
 from proxy.services import Services
 from proxy.sessions import set_cookie
+from store.base import User
 from store.errors import InvalidPassword, Overloaded, StoreError
 
 Result = tuple[str, web.StreamResponse, str | None]
@@ -48,7 +49,7 @@ async def handle(
 
 
 async def _change(request: web.Request, svc: Services, cfg: PasswordChangeConfig) -> Result:
-    names = (cfg.old, cfg.new, *((cfg.confirm,) if cfg.confirm else ()))
+    names = (*((cfg.old,) if cfg.old else ()), cfg.new, *((cfg.confirm,) if cfg.confirm else ()))
     try:
         read = await read_route(request, svc, path=cfg.path, fmt=cfg.format, credentials=names)
     except Refusal as refused:
@@ -62,13 +63,56 @@ async def _change(request: web.Request, svc: Services, cfg: PasswordChangeConfig
     try:
         if (submitted := read.reading) is None:
             raise BadRequestBody(read.unread)
-        old, new = submitted.text(cfg.old), submitted.text(cfg.new)
+        old = submitted.optional(cfg.old) if cfg.old else None
+        new = submitted.text(cfg.new)
         again = submitted.text(cfg.confirm) if cfg.confirm else new
         check_password(new, svc.config.policy)
         if again != new:
             raise BadRequestBody("the two new passwords differ")
+        if old is None and not _fresh(request, svc, cfg):
+            # SECURITY: without the old password only a session just proven by a login may
+            # change it (a stolen, older session may not).
+            raise BadRequestBody("the old password is required (or a login of the last "
+                                 f"{round(cfg.fresh)} s)")  # fmt: skip
     except (BadRequestBody, WeakPassword) as exc:
         return "bad_request", problem(400, str(exc)), user.id
+    if old is not None and (wrong := await _check_old(request, svc, cfg, user, old)):
+        return wrong
+    try:
+        phc = await svc.passwords.hash(new)
+        epoch = await svc.store.set_password(user.id, phc)  # ends every session, this one too
+    except Overloaded:
+        return "overloaded", unavailable("too many password changes at once; retry"), user.id
+    except StoreError:
+        return "store_error", unavailable("the user store is unavailable"), user.id
+    svc.sessions.forget(user.id)
+    # The client that changed it keeps going on a session of the new epoch.
+    cookie = set_cookie(svc.config.session, svc.sessions.codec.issue(user.id, epoch))
+    if cfg.forward and submitted is not None:
+        # The legacy app changes it too (its own form, its own answer): both sides agree.
+        identity = svc.identity(user)
+        response = await svc.forwarder.forward(
+            request, body=submitted.body, identity=identity, target=read.target, cookies=[cookie]
+        )
+        return "changed", response, user.id
+    return "changed", render(cfg.answer, cookies=[cookie]), user.id
+
+
+def _fresh(request: web.Request, svc: Services, cfg: PasswordChangeConfig) -> bool:
+    """Whether the request's session was issued (by a login) within ``cfg.fresh``."""
+    if cfg.fresh <= 0:
+        return False
+    claims = svc.sessions.codec.verify(request.cookies.get(svc.config.session.cookie, ""))
+    if claims is None:
+        return False
+    issued = claims.expires - svc.sessions.codec.max_age
+    return time.time() - issued <= cfg.fresh
+
+
+async def _check_old(
+    request: web.Request, svc: Services, cfg: PasswordChangeConfig, user: User, old: str
+) -> Result | None:
+    """None when ``old`` is the user's password, else the outcome and answer to give."""
     # SECURITY: the old-password check is a password oracle too: the login limits count it,
     # on the same account (and address) as the user's logins.
     ip = client_ip(request, svc.config.server.trusted_proxies)
@@ -84,14 +128,4 @@ async def _change(request: web.Request, svc: Services, cfg: PasswordChangeConfig
         svc.limits.login_unjudged(ticket)
         return "overloaded", unavailable("too many password changes at once; retry"), user.id
     svc.limits.login_succeeded(ticket)
-    try:
-        phc = await svc.passwords.hash(new)
-        epoch = await svc.store.set_password(user.id, phc)  # ends every session, this one too
-    except Overloaded:
-        return "overloaded", unavailable("too many password changes at once; retry"), user.id
-    except StoreError:
-        return "store_error", unavailable("the user store is unavailable"), user.id
-    svc.sessions.forget(user.id)
-    # The client that changed it keeps going on a session of the new epoch.
-    cookie = set_cookie(svc.config.session, svc.sessions.codec.issue(user.id, epoch))
-    return "changed", render(cfg.answer, cookies=[cookie]), user.id
+    return None
