@@ -45,6 +45,7 @@ class RouteTable:
         self._credentials: dict[str, tuple[str, ...]] = {}
         self._case_insensitive = case_insensitive
         self._names: frozenset[str] = frozenset()
+        self._loose: dict[str, str] = {}  # loose spelling -> the login path it would reach
 
     def canonical(self, path: str) -> str:
         """A configured path in the table's spelling."""
@@ -65,6 +66,7 @@ class RouteTable:
             self._routes[(method, key)] = handler
         if credentials:
             self._credentials[key] = (*self._credentials.get(key, ()), *credentials)
+            self._loose[canonical(key, case_insensitive=True)] = key
         last = key.rsplit("/", 1)[-1].casefold()
         self._names = self._names | ({last} if last else set())
 
@@ -95,7 +97,19 @@ class RouteTable:
         if key in self._credentials:
             handler = self._other_method(request, key)
             return handler, PASSTHROUGH if handler is passthrough else REFUSED
+        if self._loose and not self._case_insensitive and self._near_login(key):
+            # SECURITY: /API/Login or /login.aspx. is the login on IIS and other Windows
+            # servers; on a case-sensitive one it is nothing, so refusing it costs nobody.
+            return partial(refuse, reason="another spelling of a login path"), REFUSED
         return passthrough, PASSTHROUGH
+
+    def _near_login(self, key: str) -> bool:
+        """Whether a path reaches a login route on a case-insensitive (Windows) server."""
+        try:
+            loose = canonical(key, case_insensitive=True)
+        except Unfoldable:
+            return False
+        return loose in self._loose or any(p in self._loose for p in script_prefixes(loose))
 
     def _other_method(self, request: web.BaseRequest, key: str) -> Handler:
         """A request to a login path under a method the route does not take: passed through

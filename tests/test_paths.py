@@ -100,7 +100,10 @@ async def test_every_spelling_of_the_login_is_intercepted_and_captured(
     assert await proxy.svc.store.find_user("bob@example.com") is not None
 
 
-@pytest.mark.parametrize("target", [*SPELLINGS, "/api%2flogin", "/api/login%00"])
+@pytest.mark.parametrize(
+    "target",
+    [*SPELLINGS, "/api%2flogin", "/api/login%00", "/API/Login", "/api/login.", "/Api/LOGIN/"],
+)
 async def test_in_cutover_no_spelling_reaches_the_legacy_login(
     proxy: Proxy, legacy: FakeLegacy, target: str
 ) -> None:
