@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
@@ -45,6 +46,14 @@ LOOKUP_AUTH = "Bearer recipe-test-lookup-secret-0123456789"
 class DjangoSite:
     url: str
     folder: Path  # Django's own mail (its file backend) and runserver's log
+    env: dict[str, str]
+
+    def deactivate(self, username: str) -> None:
+        """Set ``is_active = False`` in Django's own database, as an admin would."""
+        code = ("from django.contrib.auth import get_user_model; "
+                f"get_user_model().objects.filter(username={username!r}).update(is_active=False)")
+        subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=SITE,
+                       env=self.env, check=True)  # fmt: skip
 
     def requests(self, line: str) -> int:
         """How many requests runserver has logged whose request line starts with ``line``."""
@@ -79,7 +88,7 @@ def django_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DjangoSite
     )  # fmt: skip
     try:
         wait_for_port(port, proc)
-        yield DjangoSite(f"http://127.0.0.1:{port}", folder)
+        yield DjangoSite(f"http://127.0.0.1:{port}", folder, env)
     finally:
         stop(proc)
         log.close()
@@ -322,3 +331,24 @@ async def test_an_unknown_email_gets_the_same_answer(
         for auth in ({}, {"Authorization": "Bearer guessed"}):
             status, _ = await text(proxy, "/internal/users?email=carol@example.com", headers=auth)
             assert status == 403
+
+
+async def test_a_user_deactivated_in_django_is_refused_after_the_refresh(
+    django_site: DjangoSite, tmp_path: Path
+) -> None:
+    """[profile] active = /is_active with refresh_on_login: once Django deactivates a migrated
+    user, the refreshed profile says so and authshim refuses the local login too."""
+    async with running(_config(django_site.url, tmp_path)) as proxy:
+        assert (await form_login(proxy, "carol", USERS["carol"])).status == 302  # captured
+        django_site.deactivate("carol")
+        proxy.client.cookie_jar.clear()
+        assert (await form_login(proxy, "carol", USERS["carol"])).status == 302  # stale profile
+        for _ in range(50):  # the refresh runs behind the answer
+            user = await proxy.svc.store.find_user("carol")
+            if user is not None and user.profile.get("is_active") is False:
+                break
+            await asyncio.sleep(0.1)
+        proxy.client.cookie_jar.clear()
+        refused = await form_login(proxy, "carol", USERS["carol"])
+        assert refused.headers["Location"] == "/accounts/login/?error=1"
+        assert proxy.svc.counters.totals["login.inactive"] == 1

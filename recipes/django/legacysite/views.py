@@ -19,6 +19,7 @@ def profile(user):
         "email": user.email,
         "first_name": user.first_name,
         "last_name": user.last_name,
+        "is_active": user.is_active,
     }
 
 
