@@ -140,3 +140,24 @@ async def test_a_migrated_user_locked_since_is_refused(
     refused = await tracker_login(guarded, "user4", "user4-password")
     assert refused.headers["Location"] == "/login" and guarded.session_cookie() is None
     assert guarded.svc.counters.totals["login.inactive"] == 1
+
+
+async def test_a_logout_route_limited_to_post(
+    start_tracker: StartTracker, tracker: Tracker
+) -> None:
+    """[logout] methods = ["POST"]: the tracker's GET /logout (a "Sign out?" page) leaves
+    authshim's session alone; the POST ends it."""
+
+    def post_only(raw: dict[str, Any]) -> None:
+        raw["logout"] = {"path": "/logout", "methods": ["POST"]}
+
+    plain = {"status": [302], "cookie": COOKIE, "location": {"not_prefix": ["/login"]}}
+    proxy = await start_tracker(tracker_config(success=plain), post_only)
+    await tracker_login(proxy, "user4", "user4-password")  # captured, with a session
+    assert proxy.session_cookie() is not None
+    async with proxy.client.get(proxy.url("/logout")) as page:
+        assert page.status == 200
+    assert proxy.session_cookie() is not None
+    async with proxy.client.post(proxy.url("/logout"), allow_redirects=False) as done:
+        assert done.status in (302, 303)
+    assert proxy.session_cookie() is None
