@@ -367,6 +367,7 @@ async def test_empty_identifiers_are_stored_absent(store: Store) -> None:
     assert await store.find_user("") is None
     assert await store.find_user("  ") is None
 
+
 async def test_profile_keys_become_text(store: Store) -> None:
     """Non-text profile keys are stored as text keys, as JSON requires."""
     profile: Any = {1: "x"}
@@ -374,6 +375,7 @@ async def test_profile_keys_become_text(store: Store) -> None:
         NewUser(email="bob@x.io", username="bob", password_hash=HASH, profile=profile)
     )
     assert user.profile == {"1": "x"}
+
 
 @pytest.mark.parametrize("value", ["\ud800", 2**70])
 async def test_unencodable_profile_is_rejected_and_writes_nothing(

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.config.reader import Reader
+from store.validation import USERNAME_CASES
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,8 @@ class MigrationConfig:
     validate: bool = True
     requires_username: bool = False
     mode_poll: float = 2.0
+    # issue 15: how the legacy app folds usernames (store/validation.py USERNAME_CASES)
+    username_case: str = "lower"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,7 @@ UPSTREAM_KEYS = (
     "url", "connect_timeout", "read_timeout", "pool_size", "max_answer", "case_insensitive_paths",
 )  # fmt: skip
 STORE_KEYS = ("url", "pool_min", "pool_max")
-MIGRATION_KEYS = ("mode", "validate", "requires_username", "mode_poll")
+MIGRATION_KEYS = ("mode", "validate", "requires_username", "mode_poll", "username_case")
 LOG_KEYS = ("level",)
 
 
@@ -140,6 +143,7 @@ def read_migration(r: Reader, doc: Mapping[str, Any]) -> MigrationConfig:
             validate=r.get(t, "validate", bool, True),
             requires_username=r.get(t, "requires_username", bool, False),
             mode_poll=r.duration(t, "mode_poll", 2.0),
+            username_case=r.choice(t, "username_case", USERNAME_CASES),
         )
 
 
