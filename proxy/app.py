@@ -119,7 +119,12 @@ async def _services(
         )
         await store.open()
     # Usernames folded as the legacy app folds them; refused on a store keyed by another rule.
-    await store.use_username_case(config.migration.username_case)
+    try:
+        await store.use_username_case(config.migration.username_case)
+    except BaseException:
+        if own_store:
+            await store.close()
+        raise
     pool = passwords or create_password_pool(config)
     client = create_client_session(config.upstream)
     modes = ModeWatcher(store, config.migration.mode, config.migration.mode_poll)
