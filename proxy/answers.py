@@ -35,7 +35,7 @@ def safe_next_value(value: str | None) -> str | None:
     """Return ``value`` if it may fill a ``{next}`` template (a page title or a path that
     stays on the site), else None."""
     # SECURITY: refused outright rather than cleaned: a URL with a scheme, a
-    # protocol-relative "//", a backslash (browsers read "/\\" as "//"), or an invisible
+    # protocol-relative "//", a backslash (browsers read a backslash as a slash), or an invisible
     # or control character that could split a header or hide what the link says.
     if not value or "//" in value or _CONTROL.search(value):
         return None
