@@ -160,9 +160,10 @@ def seed_sqlite(path: Path, users: int, phc: str) -> None:
         conn.execute("PRAGMA synchronous = OFF")  # seeding only; authshim reopens with FULL
         conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
-            " INSERT INTO users (id, legacy_id, email, username, password_hash, profile, source,"
-            " created_at) SELECT lower(hex(randomblob(16))), 'm' || i, 'm' || i || ?, 'm' || i,"
-            " ?, json_object('id', 'm' || i, 'email', 'm' || i || ?, 'username', 'm' || i),"
+            " INSERT INTO users (id, legacy_id, email, username, username_key, password_hash,"
+            " profile, source, created_at) SELECT lower(hex(randomblob(16))), 'm' || i,"
+            " 'm' || i || ?, 'm' || i, 'm' || i, ?,"
+            " json_object('id', 'm' || i, 'email', 'm' || i || ?, 'username', 'm' || i),"
             " 'import', CAST(strftime('%s', 'now') AS REAL) - ? FROM n",
             (users, "@" + DOMAIN, phc, "@" + DOMAIN, MIGRATED_AGO),
         )
@@ -184,8 +185,9 @@ async def seed_postgres(url: str, users: int, phc: str) -> None:
     conn = await asyncpg.connect(dsn, server_settings={"search_path": f'"{schema}"'})
     try:
         await conn.execute(
-            "INSERT INTO users (id, legacy_id, email, username, password_hash, profile, source,"
-            " created_at) SELECT md5(i::text), 'm' || i, 'm' || i || $2, 'm' || i, $3,"
+            "INSERT INTO users (id, legacy_id, email, username, username_key, password_hash,"
+            " profile, source, created_at) SELECT md5(i::text), 'm' || i, 'm' || i || $2,"
+            " 'm' || i, 'm' || i, $3,"
             " jsonb_build_object('id', 'm' || i, 'email', 'm' || i || $2, 'username', 'm' || i),"
             " 'import', extract(epoch FROM now()) - $4 FROM generate_series(1, $1) AS i",
             users,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -12,6 +14,11 @@ from aiohttp import web
 from proxy.config import Answer
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+NEXT = "{next}"  # where a redirect template puts the value of ``next_param`` (issue 15)
+# A URL scheme that runs or embeds content where it lands, whatever follows it.
+_SCRIPT_SCHEME = re.compile(r"^\s*(javascript|vbscript|data|file|blob)\s*:", re.IGNORECASE)
+_ANY_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp"})  # controls, bidi overrides, line separators
 
 
 def safe_next(value: str | None) -> str | None:
@@ -22,6 +29,33 @@ def safe_next(value: str | None) -> str | None:
     if _CONTROL.search(value):
         return None
     return value
+
+
+def safe_next_value(value: str | None) -> str | None:
+    """Return ``value`` if it may fill a ``{next}`` template (a page title or a path that
+    stays on the site), else None."""
+    # SECURITY: refused outright rather than cleaned: a URL with a scheme, a
+    # protocol-relative "//", a backslash (browsers read a backslash as a slash), or an invisible
+    # or control character that could split a header or hide what the link says.
+    if not value or "//" in value or _CONTROL.search(value):
+        return None
+    if _ANY_SCHEME.match(value) or _SCRIPT_SCHEME.match(value):
+        return None
+    if any(unicodedata.category(ch) in _UNSEEN for ch in value):
+        return None
+    return value
+
+
+def next_target(template: str, value: str | None) -> str:
+    """``template`` with each ``{next}`` replaced by ``value`` percent-encoded (empty when it
+    is missing or unsafe); the template alone when the result would leave the site."""
+    safe = safe_next_value(value) or ""
+    # SECURITY: percent-encoded, "/" aside: a value cannot end the query, add a parameter
+    # or a fragment, or start a scheme (":" is encoded) inside the operator's template.
+    filled = template.replace(NEXT, quote(safe, safe="/"))
+    if filled.startswith("//"):  # "/{next}" with "/evil.example": protocol-relative
+        return template.replace(NEXT, "")
+    return filled
 
 
 def fill_template(template: Any, profile: Mapping[str, Any]) -> Any:
@@ -44,7 +78,10 @@ def render(
 ) -> web.Response:
     """Build the configured answer, with extra ``Set-Cookie`` header values."""
     if answer.redirect is not None:
-        target = (safe_next(next_value) if answer.next_param else None) or answer.redirect
+        if NEXT in answer.redirect:
+            target = next_target(answer.redirect, next_value if answer.next_param else None)
+        else:
+            target = (safe_next(next_value) if answer.next_param else None) or answer.redirect
         response = web.Response(status=answer.status, headers={"Location": target})
     elif answer.json is not None:
         body = orjson.dumps(fill_template(answer.json, profile or {}))

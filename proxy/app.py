@@ -70,7 +70,7 @@ def create_lookup(
     """The legacy look-up on the app's one client session, when ``[lookup]`` is configured."""
     if config.lookup is None:
         return None
-    return Lookup(config.lookup, client, config.profile, counters)
+    return Lookup(config.lookup, client, config.profile, counters, config.migration.username_case)
 
 
 def create_mailer(config: Config, store: Store, counters: Counters) -> Mailer | None:
@@ -118,12 +118,19 @@ async def _services(
             config.store.url, pool_min=config.store.pool_min, pool_max=config.store.pool_max
         )
         await store.open()
+    # Usernames folded as the legacy app folds them; refused on a store keyed by another rule.
+    try:
+        await store.use_username_case(config.migration.username_case)
+    except BaseException:
+        if own_store:
+            await store.close()
+        raise
     pool = passwords or create_password_pool(config)
     client = create_client_session(config.upstream)
     modes = ModeWatcher(store, config.migration.mode, config.migration.mode_poll)
     await modes.refresh()
     await modes.listen()  # PostgreSQL: mode switches arrive at once; the poll stays
-    known = KnownIdentifiers()
+    known = KnownIdentifiers(config.migration.username_case)
     counters = Counters(store)
     forwarder = Forwarder(
         client,
@@ -143,10 +150,19 @@ async def _services(
         modes=modes,
         login_records=(records := WriteBehind("login.records", store.record_logins)),
         known=known,
-        limits=(limits := Limiter(store, config.limits, config.session.secret.value)),
+        limits=(
+            limits := Limiter(
+                store,
+                config.limits,
+                config.session.secret.value,
+                username_case=config.migration.username_case,
+            )
+        ),
         login_activity=(
             activity := LoginActivity(
-                readiness_key(config.session.secret.value), keep_days=config.admin.readiness_days
+                readiness_key(config.session.secret.value),
+                keep_days=config.admin.readiness_days,
+                username_case=config.migration.username_case,
             )
         ),
         lookup=create_lookup(config, client, counters),

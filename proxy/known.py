@@ -21,7 +21,7 @@ import time
 from proxy import log
 from store.base import Store, User
 from store.errors import StoreError
-from store.validation import normalise_identifier
+from store.validation import normalise_identifier, username_key
 
 ERROR_RATE = 0.01
 PAGE = 2000  # users per query
@@ -86,7 +86,11 @@ class KnownIdentifiers:
     positive rate stays under twice ``error_rate`` however far it grows.
     """
 
-    def __init__(self, capacity: int = 1024, error_rate: float = ERROR_RATE) -> None:
+    def __init__(
+        self, username_case: str = "lower", capacity: int = 1024, error_rate: float = ERROR_RATE
+    ) -> None:
+        # Emails are held lower-case, usernames as the store keys them (``Identifiers``).
+        self._case = username_case
         self._error_rate = error_rate
         self._layers = [BloomFilter(capacity, error_rate)]
         self.ready = False  # until the first full load, nobody is surely unmigrated
@@ -134,14 +138,20 @@ class KnownIdentifiers:
         """Remember a user just captured or stored by this process."""
         if user is not None:
             self.add(user.email)
-            self.add(user.username)
+            self.add(username_key(user.username, self._case) if user.username else None)
 
     def __contains__(self, identifier: str) -> bool:
         return any(identifier in layer for layer in self._layers)
 
     def may_have_migrated(self, identifier: str) -> bool:
         """False only when ``identifier`` surely belongs to no migrated user."""
-        return not self.ready or normalise_identifier(identifier) in self
+        # SECURITY: both folds, since the identifier may be an email or a username; a false
+        # "not migrated" would send a migrated user's password to the legacy app.
+        return (
+            not self.ready
+            or normalise_identifier(identifier) in self
+            or username_key(identifier, self._case) in self
+        )
 
 
 class KnownLoader:

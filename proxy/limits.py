@@ -37,7 +37,7 @@ from proxy.writebehind import WriteBehind
 from store.base import Store
 from store.errors import StoreError
 from store.limits import LimitAttempt, LimitDecision, LimitRule, LimitState, advance
-from store.validation import normalise_identifier
+from store.validation import identifier_key
 
 PURGE_EVERY = 600.0  # seconds between deletions of finished counters
 LOCAL_MAX = 100_000  # counters kept in memory while the store is down, before old ones go
@@ -94,8 +94,10 @@ class Limiter:
         secret: str,
         *,
         clock: Callable[[], float] = time.time,
+        username_case: str = "lower",
     ) -> None:
         self._store = store
+        self._case = username_case
         self.config = config
         self.enabled = config.enabled and store is not None
         self._key = hashlib.sha256(b"authshim-limits\x00" + secret.encode()).digest()
@@ -133,7 +135,8 @@ class Limiter:
     def subject(self, identifier: str) -> str:
         """The hashed account an identifier names: its own, for a user authshim does not hold
         (the legacy app's email and username are two subjects then)."""
-        return self._hash("subject", normalise_identifier(identifier))
+        # Casey and casey are one account under "first_letter", CASEY is another (issue 15).
+        return self._hash("subject", identifier_key(identifier, self._case))
 
     def user_subject(self, user_id: str) -> str:
         """The hashed account of a stored user: one for their email and username alike."""

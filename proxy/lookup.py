@@ -26,7 +26,7 @@ from proxy.config import LookupConfig, ProfileMap
 from proxy.errors import LookupFailed
 from proxy.legacy import map_profile
 from proxy.stats import Counters
-from store.validation import ProfileFields, normalise_identifier
+from store.validation import ProfileFields, normalise_identifier, username_key
 
 MAX_ANSWER = 1024 * 1024
 
@@ -57,11 +57,13 @@ class Lookup:
         session: aiohttp.ClientSession,
         profile_map: ProfileMap,
         counters: Counters | None = None,
+        username_case: str = "lower",
     ) -> None:
         self.config = config
         self._session = session
         self._map = profile_map
         self._counters = counters
+        self._case = username_case
 
     @property
     def by_email_enabled(self) -> bool:
@@ -160,12 +162,12 @@ class Lookup:
         items = resolve_pointer(doc, pointer)
         if not isinstance(items, list):
             raise LookupFailed(f"the answer holds no list at {pointer!r}")
-        wanted = normalise_identifier(value)
+        wanted = self._key(field, value)
         matches = [
             i for i, item in enumerate(items)
             if isinstance(item, dict)
             and isinstance(got := getattr(map_profile(item, self._map), field), str)
-            and normalise_identifier(got) == wanted
+            and self._key(field, got) == wanted
         ]  # fmt: skip
         if len(matches) > 1:
             # SECURITY: never a guess between two users who both answer to this identifier.
@@ -185,9 +187,15 @@ class Lookup:
         fields = map_profile(profile, self._map)
         # SECURITY: a profile naming someone else must never stand for the one looked up.
         got = getattr(fields, field)
-        if not isinstance(got, str) or normalise_identifier(got) != normalise_identifier(value):
+        if not isinstance(got, str) or self._key(field, got) != self._key(field, value):
             raise LookupFailed(f"the profile found has another {field}")
         return LegacyUser(profile, fields)
+
+    def _key(self, field: str, value: str) -> str:
+        """``value`` folded as the legacy app folds its ``field`` (a username by the rule)."""
+        if field == "username":
+            return username_key(value, self._case)
+        return normalise_identifier(value)
 
     def _count(self, outcome: str) -> None:
         if self._counters is not None:

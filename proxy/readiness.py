@@ -22,7 +22,7 @@ import hmac
 from proxy import log
 from store.base import Store, User, utc_day
 from store.errors import StoreError
-from store.validation import normalise_identifier
+from store.validation import identifier_key
 
 
 def readiness_key(secret: str) -> bytes:
@@ -39,8 +39,16 @@ def day_before(days: int, today: str | None = None) -> str:
 class LoginActivity:
     """Notes accepted logins in memory; ``run`` flushes them to the store."""
 
-    def __init__(self, key: bytes = b"", *, keep_days: int = 30, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        key: bytes = b"",
+        *,
+        keep_days: int = 30,
+        interval: float = 1.0,
+        username_case: str = "lower",
+    ) -> None:
         self._key = key
+        self._case = username_case
         self._keep_days = keep_days
         self._interval = interval
         self._pending: dict[tuple[str, str], bool] = {}
@@ -49,7 +57,7 @@ class LoginActivity:
     def ident(self, identifier: str) -> str:
         """The stored form of an identifier: a keyed hash of its normalised form."""
         # SECURITY: the table must not become a list of the legacy site's users in clear.
-        text = normalise_identifier(identifier).encode("utf-8", "surrogatepass")
+        text = identifier_key(identifier, self._case).encode("utf-8", "surrogatepass")
         return hmac.new(self._key, text, hashlib.sha256).hexdigest()[:32]
 
     def note(self, identifier: str | None, user: User | None) -> None:

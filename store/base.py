@@ -35,7 +35,8 @@ _today: list[int | str] = [-1, ""]
 
 @dataclass(frozen=True, slots=True)
 class NewUser:
-    """A user about to be stored; email and username are already normalised (lower-case)."""
+    """A user about to be stored; the store normalises email (lower-case) and username (by
+    its ``username_case``) again."""
 
     email: str | None
     username: str | None
@@ -147,7 +148,9 @@ class PendingLogin:
 
 
 class Identifiers(NamedTuple):
-    """What a login can be looked up by, for one user: enough to know who has migrated."""
+    """What a login can be looked up by, for one user: enough to know who has migrated.
+
+    ``username`` is the key the store finds the username by (``validation.username_key``)."""
 
     created_at: float
     id: str
@@ -164,8 +167,21 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections."""
 
+    # How usernames are folded into the key they are unique and found by (issue 15):
+    # ``validation.USERNAME_CASES``; the store's recorded rule once opened, "lower" by default.
+    username_case: str
+
+    async def use_username_case(self, case: str) -> None:
+        """Fold usernames by ``case`` from now on, and record it in the store.
+
+        Raises:
+            StoreUnavailable: users are stored under another rule (their keys would not
+                match); the store keeps its rule.
+        """
+
     async def find_user(self, identifier: str) -> User | None:
-        """Return the user whose (lower-case) email or username equals ``identifier``."""
+        """Return the user whose email (lower-case) or username key (``username_case``) is
+        ``identifier``'s."""
 
     async def get_user(self, user_id: str) -> User | None:
         """Return the user with this authshim id."""

@@ -14,6 +14,11 @@ from store.errors import RejectedCapture
 MAX_EMAIL = 254  # RFC 5321's limit on a forward path, the usual cap on an address
 MAX_USERNAME = 150  # Django's limit, the most common legacy site's
 
+# How the legacy app folds usernames ([migration] username_case): "lower" (the default: any
+# case is one user), "first_letter" (MediaWiki: "casey" is "Casey", "CASEY" is another user),
+# "exact" (every spelling is its own user). Emails are folded to lower case under every rule.
+USERNAME_CASES = ("lower", "first_letter", "exact")
+
 # Control, format (zero-width and bidi overrides), surrogate, private-use and unassigned
 # characters, and line/paragraph separators.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -34,15 +39,40 @@ class ProfileFields:
     username: str | None
 
 
-def normalise_identifier(s: str) -> str:
-    """Return ``s`` as it is stored and looked up: NFKC, stripped, lower-case."""
+def normalise_identifier(s: str, case: str = "lower") -> str:
+    """Return ``s`` as it is stored: NFKC, stripped, and lower-case under the ``lower`` rule
+    (always for an email); under the other ``USERNAME_CASES`` the spelling is kept."""
     # NFKC first so that full-width letters and compatibility spaces fold too; the second
     # NFKC makes the result stable, since lower-casing can yield a non-NFKC string.
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", s).strip().lower())
+    text = unicodedata.normalize("NFKC", s).strip()
+    if case == "lower":
+        text = text.lower()
+    return unicodedata.normalize("NFKC", text)
 
 
-def validate_capture(fields: ProfileFields, *, requires_username: bool) -> ProfileFields:
+def username_key(s: str, case: str = "lower") -> str:
+    """Return the key two usernames name one user by under ``case`` (what the store keeps
+    unique and looks usernames up by): ``first_letter`` folds the first letter alone."""
+    text = normalise_identifier(s, case)
+    if case == "first_letter" and text:
+        text = unicodedata.normalize("NFKC", text[0].lower() + text[1:])
+    return text
+
+
+def identifier_key(s: str, case: str = "lower") -> str:
+    """Return the key of an identifier that may be an email or a username: what limits and
+    counts treat as one account. Text with an ``@`` is folded like an email."""
+    # SECURITY: an email differing in case is one account, so "@" text is lower-cased even
+    # under "exact": the worst this does is share a limit between two usernames with an @.
+    return normalise_identifier(s) if "@" in s else username_key(s, case)
+
+
+def validate_capture(
+    fields: ProfileFields, *, requires_username: bool, username_case: str = "lower"
+) -> ProfileFields:
     """Return ``fields`` normalised for storage, or raise ``RejectedCapture(reason)``.
+
+    The username keeps the legacy app's spelling unless ``username_case`` is ``lower``.
 
     Values of any JSON type are accepted at run time: an integer legacy id is stringified;
     a legacy id of any other non-text type is dropped, since it only cross-references.
@@ -54,7 +84,7 @@ def validate_capture(fields: ProfileFields, *, requires_username: bool) -> Profi
     return ProfileFields(
         legacy_id=_legacy_id(fields.legacy_id),
         email=_email(fields.email),
-        username=_username(fields.username, required=requires_username),
+        username=_username(fields.username, required=requires_username, case=username_case),
     )
 
 
@@ -66,19 +96,27 @@ def reason_for_conflict(field: str) -> str:
         raise ValueError(f"no unique field named {field!r}") from None
 
 
-def identity_matches(identifier_normalised: str, fields: ProfileFields) -> bool:
+def identity_matches(
+    identifier_normalised: str, fields: ProfileFields, username_case: str = "lower"
+) -> bool:
     """Return whether the submitted identifier names this profile (its email or username).
 
-    Both sides are compared normalised, so raw profile fields (``"Bob@X.io"``) may be given.
+    Both sides are compared normalised, so raw profile fields (``"Bob@X.io"``) may be given:
+    the email folded to lower case, the username by ``username_case``.
     """
     # SECURITY: a capture is only stored when the legacy app's profile is the user who typed
-    # the identifier; an empty identifier must never match a profile lacking a field.
-    identifier = normalise_identifier(identifier_normalised)
-    if not identifier:
+    # the identifier; an empty identifier must never match a profile lacking a field. Under
+    # "first_letter", "CASEY" does not match Casey's profile: they are two legacy users.
+    if not normalise_identifier(identifier_normalised):
         return False
-    return any(
-        isinstance(value, str) and normalise_identifier(value) == identifier
-        for value in (fields.email, fields.username)
+    email, username = fields.email, fields.username
+    return (
+        isinstance(email, str)
+        and normalise_identifier(email) == normalise_identifier(identifier_normalised)
+    ) or (
+        isinstance(username, str)
+        and username_key(username, username_case)
+        == username_key(identifier_normalised, username_case)
     )
 
 
@@ -113,10 +151,10 @@ def _email(value: object) -> str:
     return email
 
 
-def _username(value: object, *, required: bool) -> str | None:
+def _username(value: object, *, required: bool, case: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise RejectedCapture("bad_username", "not text")
-    username = normalise_identifier(value or "")
+    username = normalise_identifier(value or "", case)
     if not username:
         if required:
             raise RejectedCapture("no_username")

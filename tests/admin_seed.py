@@ -54,10 +54,16 @@ def generate(
 
 def _row(g: Generated) -> tuple[object, ...]:
     profile = orjson.dumps({"id": g.legacy_id, "email": g.email, "username": g.username})
-    return (g.id, g.legacy_id, g.email, g.username, HASH, profile.decode(), g.source, g.created_at)
+    # The username key as the store folds it under username_case "lower" (migration 0012).
+    return (
+        g.id, g.legacy_id, g.email, g.username, g.username.lower(), HASH, profile.decode(),
+        g.source, g.created_at,
+    )  # fmt: skip
 
 
-_COLUMNS = "id, legacy_id, email, username, password_hash, profile, source, created_at"
+_COLUMNS = (
+    "id, legacy_id, email, username, username_key, password_hash, profile, source, created_at"
+)
 
 
 async def seed(
@@ -70,7 +76,7 @@ async def seed(
         try:
             with conn:
                 conn.executemany(
-                    f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (_row(g) for g in users),
                 )
         finally:

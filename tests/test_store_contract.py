@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from store.base import NewUser, Store, User, utc_day
-from store.errors import RejectedCapture, UserExists, UserNotFound
+from store.errors import RejectedCapture, StoreUnavailable, UserExists, UserNotFound
 
 HASH = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 
@@ -367,6 +367,7 @@ async def test_empty_identifiers_are_stored_absent(store: Store) -> None:
     assert await store.find_user("") is None
     assert await store.find_user("  ") is None
 
+
 async def test_profile_keys_become_text(store: Store) -> None:
     """Non-text profile keys are stored as text keys, as JSON requires."""
     profile: Any = {1: "x"}
@@ -374,6 +375,7 @@ async def test_profile_keys_become_text(store: Store) -> None:
         NewUser(email="bob@x.io", username="bob", password_hash=HASH, profile=profile)
     )
     assert user.profile == {"1": "x"}
+
 
 @pytest.mark.parametrize("value", ["\ud800", 2**70])
 async def test_unencodable_profile_is_rejected_and_writes_nothing(
@@ -403,3 +405,70 @@ async def test_a_pending_login_is_taken_once_and_expires(store: Store) -> None:
     assert await store.pending_take("k2", now=now) is None  # expired: gone, not returned
     assert await store.pending_purge(now=now) == 1  # k3 was abandoned
     assert await store.pending_purge(now=now) == 0
+
+
+# --- usernames as the legacy app spells them (issue 15) ---
+async def test_first_letter_keeps_two_users_who_differ_past_the_first_letter(store: Store) -> None:
+    """Under first_letter, Casey and CASEY are two users; casey finds Casey, not CASEY."""
+    await store.use_username_case("first_letter")
+    casey = await store.insert_user(bob(email="casey@x.io", username="Casey", legacy_id="1"))
+    shout = await store.insert_user(bob(email="shout@x.io", username="CASEY", legacy_id="2"))
+    assert (casey.username, shout.username) == ("Casey", "CASEY")
+    assert (await stored(store, casey.id)).username == "Casey"
+    for typed, expected in (("casey", casey), ("Casey", casey), ("CASEY", shout)):
+        found = await store.find_user(typed)
+        assert found is not None and found.id == expected.id, typed
+    assert await store.find_user("cASEY") == shout  # the first letter alone folds
+    assert await store.find_user("CAsey") is None
+    assert await store.find_user("SHOUT@X.IO") == shout  # emails still fold to lower case
+    with pytest.raises(UserExists) as exc:
+        await store.insert_user(bob(email="c3@x.io", username="casey", legacy_id="3"))
+    assert exc.value.field == "username"
+
+
+async def test_exact_folds_no_letter_of_a_username(store: Store) -> None:
+    """Under exact, every spelling is its own user and only that spelling finds it."""
+    await store.use_username_case("exact")
+    one = await store.insert_user(bob(username="Bob"))
+    two = await store.insert_user(bob(email="b2@x.io", username="bob", legacy_id="18"))
+    assert await store.find_user("Bob") == one
+    assert await store.find_user("bob") == two
+    assert await store.find_user("BOB") is None
+    renamed = await store.update_identity(two.id, email=None, username="BOB")
+    assert renamed.username == "BOB" and await store.find_user("BOB") == renamed
+    with pytest.raises(UserExists):
+        await store.update_identity(two.id, email=None, username="Bob")
+
+
+async def test_lower_is_the_default_rule(store: Store) -> None:
+    """A store folds usernames to lower case until told otherwise: CASEY finds casey."""
+    assert store.username_case == "lower"
+    user = await store.insert_user(bob(username="Casey"))
+    assert user.username == "casey"
+    assert await store.find_user("CASEY") == user
+
+
+async def test_the_rule_cannot_change_once_users_exist(store: Store) -> None:
+    """Another username_case is refused on a store with users; the store keeps its rule."""
+    await store.use_username_case("first_letter")
+    await store.use_username_case("first_letter")  # the same rule again is fine
+    await store.insert_user(bob(username="Casey"))
+    with pytest.raises(StoreUnavailable, match="username_case"):
+        await store.use_username_case("lower")
+    assert await store.get_setting("username_case") == "first_letter"
+    with pytest.raises(ValueError, match="username_case"):
+        await store.use_username_case("upper")
+
+
+async def test_upserted_users_get_keys_by_the_stores_rule(store: Store) -> None:
+    """A copy's upsert keys usernames by the target's rule: Casey and CASEY both land."""
+    await store.use_username_case("first_letter")
+    casey = await store.insert_user(bob(email="casey@x.io", username="Casey", legacy_id="1"))
+    other = await store.insert_user(bob(email="shout@x.io", username="CASEY", legacy_id="2"))
+    await store.delete_user(casey.id)
+    await store.delete_user(other.id)
+    await store.upsert_users([casey, other])
+    assert await store.find_user("casey") == casey
+    assert await store.find_user("CASEY") == other
+    keys = {i.username for i in await store.identifiers_after((float("-inf"), ""), 10)}
+    assert keys == {"casey", "cASEY"}  # the keys a login is looked up by

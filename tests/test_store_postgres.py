@@ -95,13 +95,14 @@ async def test_concurrent_inserts_through_two_pools_give_one_row(make_pg: MakeSt
 async def test_database_enforces_case_insensitive_uniqueness(
     make_pg: MakeStore, pg: asyncpg.Connection, schema: str
 ) -> None:
-    """A raw mixed-case INSERT that bypasses the store is refused by the unique indexes."""
+    """A raw mixed-case INSERT that bypasses the store is refused by the unique indexes (the
+    username by its key, which the application folds by the store's username_case)."""
     store = make_pg()
     await store.open()
     await store.insert_user(_alice())
     insert = (
-        f'INSERT INTO "{schema}".users (id, email, username, password_hash, source, created_at)'
-        " VALUES ($1, $2, $3, 'h', 'import', 0)"
+        f'INSERT INTO "{schema}".users (id, email, username, username_key, password_hash,'
+        " source, created_at) VALUES ($1, $2, $3, lower($3), 'h', 'import', 0)"
     )
     with pytest.raises(asyncpg.UniqueViolationError) as email:
         await pg.execute(insert, "x1", "Alice@Example.COM", "someone")

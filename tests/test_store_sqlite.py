@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from store.base import NewUser
+from store.base import NewResetToken, NewUser
 from store.errors import StoreUnavailable, UserExists
 from store.factory import create_store, split_schema, sqlite_path
 from store.limits import LimitAttempt, LimitRule
@@ -146,15 +146,15 @@ async def test_bookkeeping_skips_the_fsync_and_everything_else_keeps_it(db: SQLi
 
 
 async def test_find_user_is_an_index_lookup(db: SQLiteStore, tmp_path: Path) -> None:
-    """The find_user query searches the email and username indexes and scans nothing."""
+    """The find_user query searches the email and username-key indexes and scans nothing."""
     sql = (
-        "EXPLAIN QUERY PLAN SELECT * FROM users WHERE email = ?1 OR username = ?1"
+        "EXPLAIN QUERY PLAN SELECT * FROM users WHERE email = ?1 OR username_key = ?2"
         " ORDER BY email = ?1 DESC LIMIT 1"
     )
     with raw(tmp_path / "authshim.db") as conn:
-        plan = " | ".join(row[3] for row in conn.execute(sql, ("bob",)))
+        plan = " | ".join(row[3] for row in conn.execute(sql, ("bob", "bob")))
     assert "SCAN users" not in plan
-    assert "USING INDEX" in plan and "(email=?)" in plan and "(username=?)" in plan
+    assert "USING INDEX" in plan and "(email=?)" in plan and "(username_key=?)" in plan
 
 
 async def test_mixed_case_lookup_is_folded(db: SQLiteStore) -> None:
@@ -342,3 +342,36 @@ def test_split_statements_refuses_an_unfinished_statement() -> None:
     """A script ending inside a statement is a ValueError, not a silently dropped step."""
     with pytest.raises(ValueError, match="inside a statement"):
         list(split_statements("CREATE TABLE t (x);\nCREATE TABLE u (y)\n-- tail\n"))
+
+
+async def test_username_key_migration_keeps_users_and_their_reset_tokens(tmp_path: Path) -> None:
+    """0012 rebuilds users with a username key and keeps every user and reset token."""
+    path = tmp_path / "authshim.db"
+    before = SQLiteStore(path, migrations=[m for m in PACKAGED if m.version < 12])
+    await before.open()
+    await before.insert_reset_token(NewResetToken(token_hash="t0", email="x@x.io", expires_at=1e12))
+    await before.close()
+    with raw(path) as conn:  # what the code before 0012 wrote: a lower-cased username
+        conn.execute(
+            "INSERT INTO users (id, email, username, password_hash, source, created_at)"
+            " VALUES ('u1', 'bob@x.io', 'bob', ?, 'login', 1)",
+            (HASH,),
+        )
+        conn.execute(
+            "INSERT INTO reset_tokens (token_hash, user_id, email, created_at, expires_at)"
+            " VALUES ('t1', 'u1', 'bob@x.io', 1, 1e12)"
+        )
+    after = SQLiteStore(path)
+    await after.open()
+    try:
+        bob = await after.find_user("BOB")
+        assert bob is not None and (bob.id, bob.username) == ("u1", "bob")
+        token = await after.find_reset_token("t1")
+        assert token is not None and token.user_id == bob.id
+        assert await after.find_reset_token("t0") is not None
+        with pytest.raises(UserExists):
+            await after.insert_user(NewUser(email="b2@x.io", username="bob", password_hash=HASH))
+        await after.delete_user(bob.id)  # the cascade still holds on the rebuilt table
+        assert await after.find_reset_token("t1") is None
+    finally:
+        await after.close()

@@ -68,7 +68,9 @@ async def _lookup(config: Config, out: TextIO) -> bool:
         print("lookup: not configured", file=out)
         return True
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        lookup = Lookup(config.lookup, session, config.profile)
+        lookup = Lookup(
+            config.lookup, session, config.profile, username_case=config.migration.username_case
+        )
         probe = PROBE_EMAIL if lookup.by_email_enabled else PROBE_USERNAME
         try:
             if lookup.by_email_enabled:

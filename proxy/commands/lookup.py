@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if config.lookup is None:
         print(f"authshim: {args.config} has no [lookup] section", file=sys.stderr)
         return 2
-    identifier = normalise_identifier(str(args.identifier))
+    identifier = normalise_identifier(str(args.identifier), config.migration.username_case)
     return asyncio.run(lookup_once(config, identifier, by_username=args.username, out=sys.stdout))
 
 
@@ -50,7 +50,9 @@ async def lookup_once(config: Config, identifier: str, *, by_username: bool, out
     assert config.lookup is not None
     field = "username" if by_username else "email"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        lookup = Lookup(config.lookup, session, config.profile)
+        lookup = Lookup(
+            config.lookup, session, config.profile, username_case=config.migration.username_case
+        )
         try:
             found, received = await lookup.find(field, identifier)
         except LookupFailed as exc:
@@ -89,7 +91,11 @@ def _describe(config: Config, found: LegacyUser, out: TextIO) -> None:
     print(f"email:     {fields.email}", file=out)
     print(f"username:  {fields.username}", file=out)
     try:
-        validate_capture(fields, requires_username=config.migration.requires_username)
+        validate_capture(
+            fields,
+            requires_username=config.migration.requires_username,
+            username_case=config.migration.username_case,
+        )
         print("import rules: pass", file=out)
     except RejectedCapture as exc:
         print(f"import rules: rejected ({exc})", file=out)

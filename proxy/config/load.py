@@ -198,6 +198,7 @@ ALL_KEYS: tuple[str, ...] = (
     "store.url", "store.pool_min", "store.pool_max",
     "migration.mode", "migration.validate", "migration.requires_username", "migration.mode_poll",
     "migration.recapture",
+    "migration.username_case",
     "login.path", "login.format", "login.identifier", "login.password", "login.success",
     "login.success.status", "login.success.cookie", "login.success.cookie_prefix",
     "login.success.json", "login.success.json_equals", "login.profile", "login.profile.json",

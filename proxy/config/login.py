@@ -359,6 +359,8 @@ def read_answer(
         redirect = r.optional(t, "redirect")
         if redirect is not None and not (redirect.startswith("/") or "://" in redirect):
             r.error("redirect", f"must be a path or an absolute URL, got {redirect!r}")
+        if redirect is not None and "{next}" in redirect and r.optional(t, "next_param") is None:
+            r.error("redirect", "a {next} template needs next_param (the parameter it comes from)")
         status = r.get(t, "status", int, 302 if redirect else default_status)
         if not 100 <= status <= 599:
             r.error("status", f"must be an HTTP status code, got {status}")

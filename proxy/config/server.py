@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.config.reader import Reader
+from store.validation import USERNAME_CASES
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,8 @@ class MigrationConfig:
     mode_poll: float = 2.0
     # A migrated user's failed password is asked of the legacy app (changed there since?).
     recapture: bool = False
+    # issue 15: how the legacy app folds usernames (store/validation.py USERNAME_CASES)
+    username_case: str = "lower"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,9 @@ UPSTREAM_KEYS = (
     "url", "connect_timeout", "read_timeout", "pool_size", "max_answer", "case_insensitive_paths",
 )  # fmt: skip
 STORE_KEYS = ("url", "pool_min", "pool_max")
-MIGRATION_KEYS = ("mode", "validate", "requires_username", "mode_poll", "recapture")
+MIGRATION_KEYS = (
+    "mode", "validate", "requires_username", "mode_poll", "recapture", "username_case",
+)  # fmt: skip
 LOG_KEYS = ("level",)
 
 
@@ -146,6 +151,7 @@ def read_migration(r: Reader, doc: Mapping[str, Any]) -> MigrationConfig:
             requires_username=r.get(t, "requires_username", bool, False),
             mode_poll=r.duration(t, "mode_poll", 2.0),
             recapture=r.get(t, "recapture", bool, False),
+            username_case=r.choice(t, "username_case", USERNAME_CASES),
         )
 
 

@@ -128,14 +128,18 @@ def checked_fields(
 ) -> ProfileFields:
     """The profile's fields, checked to name ``identifier`` and (``validate``) the import rules."""
     # SECURITY: a profile that names another user is never stored under this password.
-    if not identity_matches(identifier, fields):
+    # Under username_case "first_letter", CASEY's login never captures Casey's profile.
+    case = svc.config.migration.username_case
+    if not identity_matches(identifier, fields, case):
         raise RejectedCapture("identity_mismatch")
     if validate:
-        return validate_capture(fields, requires_username=svc.config.migration.requires_username)
+        return validate_capture(
+            fields, requires_username=svc.config.migration.requires_username, username_case=case
+        )
     return ProfileFields(
         legacy_id=fields.legacy_id,
         email=normalise_identifier(fields.email) if fields.email else None,
-        username=normalise_identifier(fields.username) if fields.username else None,
+        username=normalise_identifier(fields.username, case) if fields.username else None,
     )
 
 

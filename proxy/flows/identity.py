@@ -72,6 +72,7 @@ async def _change(
             username if username is not None else user.username,
         ),
         requires_username=svc.config.migration.requires_username,
+        username_case=svc.config.migration.username_case,
     )
     changes = {
         name: value
@@ -160,7 +161,9 @@ async def _refresh(svc: Services, user_id: str) -> str:
         return "unchanged"
     try:
         fields = validate_capture(
-            found.fields, requires_username=svc.config.migration.requires_username
+            found.fields,
+            requires_username=svc.config.migration.requires_username,
+            username_case=svc.config.migration.username_case,
         )
         email = fields.email if fields.email != user.email else None
         username = fields.username if fields.username != user.username else None

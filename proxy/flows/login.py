@@ -113,7 +113,9 @@ async def _login(
     try:
         if reading is None:
             raise BadRequestBody(read.unread)
-        identifier = normalise_identifier(reading.text(route.identifier))
+        identifier = normalise_identifier(
+            reading.text(route.identifier), svc.config.migration.username_case
+        )
         password = reading.text(route.password)
         if not identifier or not password:
             raise BadRequestBody("the identifier and the password must not be empty")

@@ -81,8 +81,9 @@ async def _replaced(
         profile = await login_profile(svc, route, answer, request, identifier)
         fields = map_profile(profile, svc.config.profile)
         # SECURITY: the legacy app must have accepted this very user, not another one.
-        if not identity_matches(identifier, fields) and not (
-            user.username and identity_matches(user.username, fields)
+        case = svc.config.migration.username_case
+        if not identity_matches(identifier, fields, case) and not (
+            user.username and identity_matches(user.username, fields, case)
         ):
             raise ProfileError("the accepted profile names another user")
         phc = await svc.passwords.hash(password)

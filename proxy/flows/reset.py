@@ -229,7 +229,9 @@ async def _issue(svc: Services, cfg: ResetConfig, email: str) -> Issued:
             # The mail goes to this address: it must pass the import rules whatever
             # migration.validate says.
             fields = validate_capture(
-                found.fields, requires_username=svc.config.migration.requires_username
+                found.fields,
+                requires_username=svc.config.migration.requires_username,
+                username_case=svc.config.migration.username_case,
             )
         except RejectedCapture as exc:
             return f"rejected.{exc.reason}", None, None

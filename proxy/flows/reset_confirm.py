@@ -186,6 +186,7 @@ async def _apply(svc: Services, token: ResetToken, phc: str) -> Outcome:
         fields = validate_capture(
             map_profile(token.profile or {}, svc.config.profile),
             requires_username=svc.config.migration.requires_username,
+            username_case=svc.config.migration.username_case,
         )
         new = NewUser(token.email, fields.username, phc, token.profile or {}, fields.legacy_id,
                       "reset")  # fmt: skip

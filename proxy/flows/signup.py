@@ -72,9 +72,7 @@ async def handle(request: web.Request, svc: Services, cfg: SignupConfig) -> web.
 async def _signup(request: web.Request, svc: Services, cfg: SignupConfig) -> Result:
     names = (cfg.email, cfg.password, *((cfg.username,) if cfg.username else ()))
     try:
-        read = await read_route(
-            request, svc, path=cfg.path, fmt=cfg.format, credentials=names
-        )
+        read = await read_route(request, svc, path=cfg.path, fmt=cfg.format, credentials=names)
     except Refusal as refused:
         return refused.outcome, refused.response, None
     if cfg.handler == "upstream" and not svc.cutover:
@@ -102,6 +100,7 @@ async def _local(request: web.Request, svc: Services, cfg: SignupConfig, read: R
         fields = validate_capture(
             ProfileFields(None, email, username),
             requires_username=svc.config.migration.requires_username,
+            username_case=svc.config.migration.username_case,
         )
         _check_username(fields.username)
         check_password(password, svc.config.policy)
@@ -221,7 +220,8 @@ async def _upstream(request: web.Request, svc: Services, cfg: SignupConfig, read
     except BadRequestBody:
         # Names no credential any framework would read: the legacy app's business.
         return "forwarded_unread", await forward_read(request, svc, read), None
-    fields = ProfileFields(None, email or None, normalise_identifier(username or "") or None)
+    case = svc.config.migration.username_case
+    fields = ProfileFields(None, email or None, normalise_identifier(username or "", case) or None)
     try:
         _check_username(fields.username)
     except RejectedCapture as exc:

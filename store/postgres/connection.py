@@ -32,6 +32,7 @@ from store.postgres.translate import (
     unique_violation,
 )
 from store.schema import SCHEMA_VERSION_DDL, Migration, load_migrations, migrations_folder, pending
+from store.values import USERNAME_CASE_SETTING
 
 log = logging.getLogger(__package__)  # "store.postgres", as for the whole backend
 T = TypeVar("T")
@@ -57,6 +58,9 @@ class PostgresConnection:
         self._schema = schema
         self._pool_min = pool_min
         self._pool_max = pool_max
+        # How usernames are folded into their key: the store's recorded rule, read at open;
+        # ``use_username_case`` sets another while no user is stored (store/values.py).
+        self.username_case = "lower"
         # application_name is left to the DSN (?application_name=replica-1) to tell replicas apart.
         self._server_settings = {
             "search_path": f'"{schema}"',
@@ -93,6 +97,9 @@ class PostgresConnection:
         try:
             migrations = load_migrations(migrations_folder("postgresql"))
             await self._run(lambda conn: self._migrate(conn, migrations), deadline=MIGRATE_TIMEOUT)
+            sql = "SELECT value FROM settings WHERE key = $1"
+            case = await self._run(lambda c: c.fetchval(sql, USERNAME_CASE_SETTING))
+            self.username_case = str(case or "lower")
         except BaseException:
             await self.close()
             raise

@@ -9,19 +9,21 @@ from typing import Any
 from store import rows
 from store.base import Identifiers, User
 from store.postgres.connection import PostgresConnection
-from store.values import norm, profile_json
+from store.values import norm, profile_json, username_columns
 
 _UPSERT_USERS = (
-    "INSERT INTO users (id, legacy_id, email, username, password_hash, profile, source,"
-    " created_at, last_login_at, login_count, blocked, session_epoch)"
-    " SELECT u.id, u.legacy_id, u.email, u.username, u.password_hash, u.profile::jsonb,"
-    " u.source, u.created_at, u.last_login_at, u.login_count, u.blocked, u.session_epoch"
+    "INSERT INTO users (id, legacy_id, email, username, username_key, password_hash, profile,"
+    " source, created_at, last_login_at, login_count, blocked, session_epoch)"
+    " SELECT u.id, u.legacy_id, u.email, u.username, u.username_key, u.password_hash,"
+    " u.profile::jsonb, u.source, u.created_at, u.last_login_at, u.login_count, u.blocked,"
+    " u.session_epoch"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
-    " $7::text[], $8::float8[], $9::float8[], $10::int[], $11::bool[], $12::int[])"
-    " AS u(id, legacy_id, email, username, password_hash, profile, source, created_at,"
-    " last_login_at, login_count, blocked, session_epoch)"
+    " $7::text[], $8::text[], $9::float8[], $10::float8[], $11::int[], $12::bool[], $13::int[])"
+    " AS u(id, legacy_id, email, username, username_key, password_hash, profile, source,"
+    " created_at, last_login_at, login_count, blocked, session_epoch)"
     " ON CONFLICT (id) DO UPDATE SET legacy_id = EXCLUDED.legacy_id, email = EXCLUDED.email,"
-    " username = EXCLUDED.username, password_hash = EXCLUDED.password_hash,"
+    " username = EXCLUDED.username, username_key = EXCLUDED.username_key,"
+    " password_hash = EXCLUDED.password_hash,"
     " profile = EXCLUDED.profile, source = EXCLUDED.source, created_at = EXCLUDED.created_at,"
     " last_login_at = EXCLUDED.last_login_at, login_count = EXCLUDED.login_count,"
     " blocked = EXCLUDED.blocked, session_epoch = EXCLUDED.session_epoch"
@@ -34,8 +36,8 @@ class PostgresReplicas(PostgresConnection):
     async def identifiers_after(self, after: tuple[float, str], limit: int) -> list[Identifiers]:
         """Return up to ``limit`` users' identifiers created after ``after`` = (created_at, id)."""
         sql = (
-            "SELECT created_at, id, email, username FROM users WHERE (created_at, id) > ($1, $2)"
-            " ORDER BY created_at, id LIMIT $3"
+            "SELECT created_at, id, email, username_key FROM users"
+            " WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3"
         )
         found = await self._run(lambda c: c.fetch(sql, after[0], after[1], limit))
         return [Identifiers(r[0], r[1], r[2], r[3]) for r in found]
@@ -48,7 +50,8 @@ class PostgresReplicas(PostgresConnection):
     async def upsert_users(self, users: Sequence[User]) -> None:
         """Store ``users`` exactly as given (ids, hashes, times, epochs), replacing same ids."""
         # One statement over arrays: atomic, one round trip, and safe to retry whole.
-        columns = list(zip(*(_user_row(u) for u in users), strict=True)) if users else []
+        case = self.username_case
+        columns = list(zip(*(_user_row(u, case) for u in users), strict=True)) if users else []
         if columns:
             await self._run(lambda c: c.execute(_UPSERT_USERS, *columns))
 
@@ -70,13 +73,13 @@ class PostgresReplicas(PostgresConnection):
         await self._run(lambda c: c.execute(sql, list(days), list(names), list(counts)))
 
 
-def _user_row(user: User) -> tuple[Any, ...]:
+def _user_row(user: User, case: str) -> tuple[Any, ...]:
     profile = profile_json(user.profile)
     return (
         user.id,
         user.legacy_id,
         norm(user.email),
-        norm(user.username),
+        *username_columns(user.username, case),
         user.password_hash,
         profile,
         user.source,

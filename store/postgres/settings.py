@@ -9,6 +9,7 @@ import orjson
 
 from store.base import utc_day
 from store.postgres.connection import PostgresConnection
+from store.values import USERNAME_CASE_SETTING, check_username_case
 
 
 class PostgresSettings(PostgresConnection):
@@ -19,6 +20,15 @@ class PostgresSettings(PostgresConnection):
         sql = "SELECT value FROM settings WHERE key = $1"
         value = await self._run(lambda c: c.fetchval(sql, key))
         return str(value) if value is not None else None
+
+    async def use_username_case(self, case: str) -> None:
+        """Fold usernames by ``case`` from now on; recorded, and refused (``StoreUnavailable``)
+        when users are stored under another rule."""
+        stored = await self.get_setting(USERNAME_CASE_SETTING)
+        has_users = await self._run(lambda c: c.fetchval("SELECT EXISTS (SELECT 1 FROM users)"))
+        if check_username_case(stored, case, has_users=bool(has_users)):
+            await self.set_setting(USERNAME_CASE_SETTING, case)
+        self.username_case = case
 
     async def set_setting(self, key: str, value: str) -> None:
         """Persist a setting and notify every replica's ``listen_settings`` at commit."""

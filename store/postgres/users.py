@@ -10,8 +10,8 @@ from store import rows
 from store.base import NewUser, User, new_user_id
 from store.errors import UserNotFound
 from store.postgres.connection import PostgresConnection
-from store.validation import normalise_identifier
-from store.values import norm, profile_json
+from store.validation import normalise_identifier, username_key
+from store.values import norm, profile_json, username_columns
 
 _USER_BY_ID = "SELECT * FROM users WHERE id = $1"
 
@@ -20,15 +20,16 @@ class PostgresUsers(PostgresConnection):
     """The user methods of ``PostgresStore``."""
 
     async def find_user(self, identifier: str) -> User | None:
-        """Return the user whose (lower-case) email or username equals ``identifier``."""
-        # lower(column) is what the unique indexes hold, so both are used (a BitmapOr). Email
-        # wins when one user's email is another's username: the answer stays stable.
+        """Return the user whose email (lower-case) or username key (``username_case``) is
+        ``identifier``'s."""
+        # What the unique indexes hold, so both are used (a BitmapOr). Email wins when one
+        # user's email is another's username: the answer stays stable.
         sql = (
-            "SELECT * FROM users WHERE lower(email) = $1 OR lower(username) = $1"
+            "SELECT * FROM users WHERE lower(email) = $1 OR username_key = $2"
             " ORDER BY lower(email) = $1 DESC NULLS LAST LIMIT 1"
         )
-        ident = normalise_identifier(identifier)
-        row = await self._run(lambda c: c.fetchrow(sql, ident))
+        email, key = normalise_identifier(identifier), username_key(identifier, self.username_case)
+        row = await self._run(lambda c: c.fetchrow(sql, email, key))
         return rows.user(row) if row is not None else None
 
     async def get_user(self, user_id: str) -> User | None:
@@ -43,7 +44,7 @@ class PostgresUsers(PostgresConnection):
             user_id,
             new.legacy_id,
             norm(new.email),
-            norm(new.username),
+            *username_columns(new.username, self.username_case),
             new.password_hash,
             # Serialised before touching the database: a bad profile fails with nothing written.
             profile_json(new.profile),
@@ -53,8 +54,8 @@ class PostgresUsers(PostgresConnection):
 
         async def op(conn: Any) -> Any:
             row = await conn.fetchrow(
-                "INSERT INTO users (id, legacy_id, email, username, password_hash, profile,"
-                " source, created_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)"
+                "INSERT INTO users (id, legacy_id, email, username, username_key, password_hash,"
+                " profile, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)"
                 " ON CONFLICT (id) DO NOTHING RETURNING *",
                 *args,
             )
@@ -77,11 +78,15 @@ class PostgresUsers(PostgresConnection):
         """Set a user's email and/or username (None leaves one as it is), and the profile."""
         sql = (
             "UPDATE users SET email = COALESCE($2, email), username = COALESCE($3, username),"
-            " profile = COALESCE($4::jsonb, profile) WHERE id = $1 RETURNING *"
+            " username_key = COALESCE($4, username_key), profile = COALESCE($5::jsonb, profile)"
+            " WHERE id = $1 RETURNING *"
         )
         encoded = None if profile is None else profile_json(profile)
-        new_email, new_username = norm(email) or None, norm(username) or None
-        row = await self._run(lambda c: c.fetchrow(sql, user_id, new_email, new_username, encoded))
+        new_email = norm(email) or None
+        new_username, new_key = username_columns(username, self.username_case)
+        row = await self._run(
+            lambda c: c.fetchrow(sql, user_id, new_email, new_username, new_key, encoded)
+        )
         if row is None:
             raise UserNotFound(f"no user with id {user_id!r}")
         return rows.user(row)

@@ -27,6 +27,7 @@ import aiosqlite
 from store import schema
 from store.errors import StoreUnavailable, UserExists
 from store.schema import Migration
+from store.values import USERNAME_CASE_SETTING
 
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's lock before failing
 MIGRATION_BUSY_TIMEOUT = 60.0  # at start, behind other processes' migrations
@@ -35,7 +36,7 @@ TUNABLE_PRAGMAS = frozenset({"max_page_count", "query_only", "busy_timeout"})
 
 # "UNIQUE constraint failed: users.email" (several columns are listed for a composite key)
 _UNIQUE_FAILED = re.compile(r"UNIQUE constraint failed: users\.(\w+)")
-_UNIQUE_FIELDS = frozenset({"email", "username", "legacy_id"})
+_UNIQUE_FIELDS = {"email": "email", "username_key": "username", "legacy_id": "legacy_id"}
 
 Row = sqlite3.Row
 T = TypeVar("T")
@@ -56,6 +57,9 @@ class SQLiteConnection:
         self._migrations = migrations
         # Seconds a write waits for another process's lock; lowered by the fault tests.
         self._busy_timeout = busy_timeout
+        # How usernames are folded into their key: the store's recorded rule, read at open;
+        # ``use_username_case`` sets another while no user is stored (store/values.py).
+        self.username_case = "lower"
         self._conn: aiosqlite.Connection | None = None
         # None for an in-memory store, which a second connection would not see: reads then
         # share the writer.
@@ -80,6 +84,11 @@ class SQLiteConnection:
         self._conn = conn
         try:
             await self._prepare(conn)
+            async with self._translate():
+                found = await _run(
+                    conn, "SELECT value FROM settings WHERE key = ?", (USERNAME_CASE_SETTING,)
+                )
+            self.username_case = str(found[0][0]) if found else "lower"
             if not _in_memory(self.path):
                 self._reader = await self._open_reader()
         except BaseException:
@@ -182,7 +191,7 @@ class SQLiteConnection:
         except sqlite3.IntegrityError as exc:
             match = _UNIQUE_FAILED.search(str(exc))
             if match and match[1] in _UNIQUE_FIELDS:
-                raise UserExists(match[1]) from exc
+                raise UserExists(_UNIQUE_FIELDS[match[1]]) from exc
             raise StoreUnavailable(f"SQLite refused a write: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite failed: {exc}") from exc

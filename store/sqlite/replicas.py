@@ -9,16 +9,17 @@ from typing import Any
 from store import rows
 from store.base import Identifiers, User
 from store.sqlite.connection import SQLiteConnection
-from store.values import norm, profile_json
+from store.values import norm, profile_json, username_columns
 
-# 12 parameters a row: 500 rows stay well under SQLite's 32766 bound on parameters.
+# 13 parameters a row: 500 rows stay well under SQLite's 32766 bound on parameters.
 _UPSERT_CHUNK = 500
-_USER_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_USER_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _UPSERT_USERS = (
-    "INSERT INTO users (id, legacy_id, email, username, password_hash, profile, source,"
-    " created_at, last_login_at, login_count, blocked, session_epoch) VALUES {values}"
+    "INSERT INTO users (id, legacy_id, email, username, username_key, password_hash, profile,"
+    " source, created_at, last_login_at, login_count, blocked, session_epoch) VALUES {values}"
     " ON CONFLICT (id) DO UPDATE SET legacy_id = excluded.legacy_id, email = excluded.email,"
-    " username = excluded.username, password_hash = excluded.password_hash,"
+    " username = excluded.username, username_key = excluded.username_key,"
+    " password_hash = excluded.password_hash,"
     " profile = excluded.profile, source = excluded.source, created_at = excluded.created_at,"
     " last_login_at = excluded.last_login_at, login_count = excluded.login_count,"
     " blocked = excluded.blocked, session_epoch = excluded.session_epoch"
@@ -35,7 +36,7 @@ class SQLiteReplicas(SQLiteConnection):
     async def identifiers_after(self, after: tuple[float, str], limit: int) -> list[Identifiers]:
         """Return up to ``limit`` users' identifiers created after ``after`` = (created_at, id)."""
         found = await self._fetch(
-            "SELECT created_at, id, email, username FROM users WHERE (created_at, id) > (?, ?)"
+            "SELECT created_at, id, email, username_key FROM users WHERE (created_at, id) > (?, ?)"
             " ORDER BY created_at, id LIMIT ?",
             (after[0], after[1], limit),
         )
@@ -54,7 +55,7 @@ class SQLiteReplicas(SQLiteConnection):
         # statement could land in (see the package docstring).
         for start in range(0, len(users), _UPSERT_CHUNK):
             chunk = users[start : start + _UPSERT_CHUNK]
-            params = [value for user in chunk for value in _user_row(user)]
+            params = [v for user in chunk for v in _user_row(user, self.username_case)]
             await self._fetch(_rows_sql(_UPSERT_USERS, _USER_ROW, len(chunk)), params)
 
     async def all_settings(self) -> dict[str, str]:
@@ -76,12 +77,12 @@ def _rows_sql(template: str, row: str, n: int) -> str:
     return template.format(values=", ".join([row] * n))
 
 
-def _user_row(user: User) -> tuple[Any, ...]:
+def _user_row(user: User, case: str) -> tuple[Any, ...]:
     return (
         user.id,
         user.legacy_id,
         norm(user.email),
-        norm(user.username),
+        *username_columns(user.username, case),
         user.password_hash,
         profile_json(user.profile),
         user.source,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from store.base import utc_day
 from store.sqlite.connection import SQLiteConnection
+from store.values import USERNAME_CASE_SETTING, check_username_case
 
 
 class SQLiteSettings(SQLiteConnection):
@@ -21,6 +22,15 @@ class SQLiteSettings(SQLiteConnection):
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    async def use_username_case(self, case: str) -> None:
+        """Fold usernames by ``case`` from now on; recorded, and refused (``StoreUnavailable``)
+        when users are stored under another rule."""
+        stored = await self.get_setting(USERNAME_CASE_SETTING)
+        found = await self._fetch("SELECT EXISTS (SELECT 1 FROM users)", ())
+        if check_username_case(stored, case, has_users=bool(found[0][0])):
+            await self.set_setting(USERNAME_CASE_SETTING, case)
+        self.username_case = case
 
     async def incr(self, name: str, n: int = 1, *, day: str | None = None) -> None:
         """Add ``n`` to the counter ``name`` of ``day`` (default today, UTC)."""

@@ -11,8 +11,8 @@ from store import rows
 from store.base import NewUser, User, new_user_id
 from store.errors import UserNotFound
 from store.sqlite.connection import SQLiteConnection, transaction
-from store.validation import normalise_identifier
-from store.values import encodable, norm, profile_json
+from store.validation import normalise_identifier, username_key
+from store.values import encodable, norm, profile_json, username_columns
 
 _COUNT_LOGIN = (
     "UPDATE users SET login_count = login_count + 1,"
@@ -24,15 +24,16 @@ class SQLiteUsers(SQLiteConnection):
     """The user methods of ``SQLiteStore``."""
 
     async def find_user(self, identifier: str) -> User | None:
-        """Return the user whose (lower-case) email or username equals ``identifier``."""
-        ident = normalise_identifier(identifier)
-        if not ident or not encodable(ident):
+        """Return the user whose email (lower-case) or username key (``username_case``) is
+        ``identifier``'s."""
+        email, key = normalise_identifier(identifier), username_key(identifier, self.username_case)
+        if not email or not encodable(email) or not encodable(key):
             return None  # nobody is stored under an empty or unstorable (non-UTF-8) name
         # Email wins when one user's email is another's username: the answer stays stable.
         found = await self._fetch(
-            "SELECT * FROM users WHERE email = ?1 OR username = ?1"
+            "SELECT * FROM users WHERE email = ?1 OR username_key = ?2"
             " ORDER BY email = ?1 DESC LIMIT 1",
-            (ident,),
+            (email, key),
         )
         return rows.user(found[0]) if found else None
 
@@ -45,13 +46,13 @@ class SQLiteUsers(SQLiteConnection):
         """Store a new user; raise ``UserExists(field)`` when a unique field is taken."""
         profile = profile_json(new.profile)
         found = await self._fetch(
-            "INSERT INTO users (id, legacy_id, email, username, password_hash, profile, source,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            "INSERT INTO users (id, legacy_id, email, username, username_key, password_hash,"
+            " profile, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
             (
                 new_user_id(),
                 new.legacy_id,
                 norm(new.email),
-                norm(new.username),
+                *username_columns(new.username, self.username_case),
                 new.password_hash,
                 profile,
                 new.source,
@@ -71,10 +72,11 @@ class SQLiteUsers(SQLiteConnection):
         """Set a user's email and/or username (None leaves one as it is), and the profile."""
         found = await self._fetch(
             "UPDATE users SET email = COALESCE(?, email), username = COALESCE(?, username),"
-            " profile = COALESCE(?, profile) WHERE id = ? RETURNING *",
+            " username_key = COALESCE(?, username_key), profile = COALESCE(?, profile)"
+            " WHERE id = ? RETURNING *",
             (
                 norm(email),
-                norm(username),
+                *username_columns(username, self.username_case),
                 None if profile is None else profile_json(profile),
                 user_id,
             ),
