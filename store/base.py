@@ -284,6 +284,23 @@ class Store(Protocol):
         are skipped. The batch form of ``record_login`` without a rehash, written behind the
         answers (proxy/writebehind.py), and on SQLite without waiting for the disk."""
 
+    # --- legacy hashes and the bulk import (issue 17) ---
+    async def import_users(self, users: Sequence[NewUser]) -> tuple[int, int]:
+        """Store a batch of imported users in one transaction; return (inserted, updated).
+
+        A user is matched by legacy id (by email when it has none). A match is rewritten only
+        when the import itself wrote it and it never logged in, had a password set or its
+        sessions revoked here, and only when it changed; a new user that conflicts with any
+        stored one (email, username, legacy id) is skipped. Running a batch twice changes
+        nothing the second time.
+        """
+
+    async def upgrade_password(self, user_id: str, old_hash: str, new_hash: str) -> bool:
+        """Replace the hash with ``new_hash`` and count a login, only while it is still
+        ``old_hash`` (a password set meanwhile wins); return whether it was replaced."""
+
+    # --- end legacy hashes ---
+
     async def set_password(self, user_id: str, password_hash: str) -> int:
         """Replace the hash and revoke every session; return the new session epoch."""
 
