@@ -278,3 +278,13 @@ def hmac_sha256(key: bytes, msg: bytes) -> bytes:
     import hmac
 
     return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def test_salted_digest_forms() -> None:
+    """Auth0's salted digests (salt before or after the password) verify in their stored form."""
+    from store.hashes.digest import stored_form as digest_form
+
+    pw = PASSWORD.encode()
+    _checks(digest_form("sha256", hashlib.sha256(b"NaCl" + pw).digest(), b"NaCl", "prefix"))
+    _checks(digest_form("md5", hashlib.md5(pw + b"NaCl").digest(), b"NaCl", "suffix"))
+    _checks(digest_form("sha1", hashlib.sha1(pw).digest()))

@@ -10,6 +10,7 @@
     aspnet    ASP.NET Identity v2 and v3
     phc       $pbkdf2-*$ and $scrypt$ PHC strings (passlib's and RustCrypto's spelling)
     argon     $argon2id$ $argon2i$ $argon2d$, any parameters
+    digest    Auth0's md5/sha1/sha256/sha512 with a salt before or after, as $digest$..
     recipe    the operator's steps for anything else, stored as $recipe$NAME$salt$hash
 
 Every function here is pure and runs on the caller's thread: the password pool
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from store.hashes import argon, aspnet, bcrypts, crypt, django, ldap, phc, phpass
+from store.hashes import argon, aspnet, bcrypts, crypt, digest, django, ldap, phc, phpass
 from store.hashes.common import Verifier
 from store.hashes.recipe import PREFIX, Recipe, split_stored
 
@@ -32,6 +33,7 @@ BUILTIN: tuple[Verifier, ...] = (
     *ldap.VERIFIERS,
     *phc.VERIFIERS,
     *argon.VERIFIERS,
+    *digest.VERIFIERS,
     *django.VERIFIERS,
     *aspnet.VERIFIERS,
 )
