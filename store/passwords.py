@@ -131,8 +131,9 @@ class PasswordPool:
 
     @staticmethod
     def is_legacy(stored: str) -> bool:
-        """Whether ``stored`` is no argon2 hash: imported, to be upgraded at the next login."""
-        return not stored.startswith("$argon2")
+        """Whether ``stored`` is no argon2id hash: imported, to be upgraded at the next login
+        (argon2i and argon2d included: argon2-cffi reads them, the registry does too)."""
+        return not stored.startswith("$argon2id$")
 
     def needs_rehash(self, phc: str) -> bool:
         """Return whether ``phc`` was made with other parameters than this pool's."""

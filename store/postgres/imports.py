@@ -25,14 +25,15 @@ _UPDATE = (
     " AND u.session_epoch = 0"
     " AND (u.email, u.username, u.password_hash, u.profile)"
     " IS DISTINCT FROM (v.email, v.username, v.password_hash, v.profile::jsonb)"
-    " AND NOT EXISTS (SELECT 1 FROM users o WHERE o.id <> u.id"
-    " AND (o.email = v.email OR o.username = v.username))"
+    " AND NOT EXISTS (SELECT 1 FROM users o WHERE lower(o.email) = v.email AND o.id <> u.id)"
+    " AND NOT EXISTS (SELECT 1 FROM users o WHERE lower(o.username) = v.username AND o.id <> u.id)"
     " RETURNING u.id"
 )
-# Only constant fragments are formatted in; every value is a $n parameter.
+# Only constant fragments are formatted in; every value is a $n parameter. Emails and
+# usernames arrive normalised (lower-case); lower() is what the unique indexes are on.
 _UPDATE_BY_LEGACY_ID = _UPDATE.format(incoming=_INCOMING, match="u.legacy_id = v.key")
 _UPDATE_BY_EMAIL = _UPDATE.format(
-    incoming=_INCOMING, match="u.legacy_id IS NULL AND u.email = v.key"
+    incoming=_INCOMING, match="u.legacy_id IS NULL AND lower(u.email) = v.key"
 )
 _INSERT = (
     "INSERT INTO users (id, legacy_id, email, username, password_hash, profile, source,"

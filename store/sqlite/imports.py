@@ -21,8 +21,8 @@ _CHANGED = (
 )
 # SECURITY: never take an email or username another user holds (no silent account merge).
 _FREE = (
-    "NOT EXISTS (SELECT 1 FROM users o WHERE o.id <> users.id"
-    " AND (o.email = :email OR o.username = :username))"
+    "NOT EXISTS (SELECT 1 FROM users o WHERE o.email = :email AND o.id <> users.id)"
+    " AND NOT EXISTS (SELECT 1 FROM users o WHERE o.username = :username AND o.id <> users.id)"
 )
 _SET = "SET email = :email, username = :username, password_hash = :hash, profile = :profile"
 _UPDATE_BY_LEGACY_ID = (
