@@ -21,6 +21,7 @@ Re-running an import is safe: see ``Store.import_users`` for what is rewritten.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections import Counter
@@ -132,24 +133,38 @@ async def run_import(
     report = ImportReport()
     pending: list[NewUser] = []
     seen: set[str] = set()
-    for record in records:
-        report.read += 1
-        try:
-            new, name = to_new_user(record, hashes, requires_username=requires_username)
-            key = new.legacy_id or new.email or ""
-            if key in seen:
-                raise Refused("duplicate_in_file")
-            seen.add(key)
-        except Refused as exc:
-            report.refused[exc.reason] += 1
-        else:
-            report.formats[name] += 1
-            pending.append(new)
-        if len(pending) >= batch:
-            await _flush(store, pending, report, dry_run)
-            if progress is not None:
-                progress(report.read)
-    await _flush(store, pending, report, dry_run)
+    # One batch is written (on the store's thread or server) while the next one is read and
+    # checked here: the import takes the longer of the two, not their sum.
+    writing: asyncio.Task[None] | None = None
+    try:
+        for record in records:
+            report.read += 1
+            try:
+                new, name = to_new_user(record, hashes, requires_username=requires_username)
+                key = new.legacy_id or new.email or ""
+                if key in seen:
+                    raise Refused("duplicate_in_file")
+                seen.add(key)
+            except Refused as exc:
+                report.refused[exc.reason] += 1
+            else:
+                report.formats[name] += 1
+                pending.append(new)
+            if len(pending) >= batch:
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(_flush(store, pending, report, dry_run))
+                pending = []
+                if progress is not None:
+                    progress(report.read)
+        if writing is not None:
+            await writing
+        await _flush(store, pending, report, dry_run)
+    finally:
+        # Cut short (a refused batch, an interrupt): the batch being written finishes or
+        # fails whole; nothing is left half-written or running.
+        if writing is not None and not writing.done():
+            await asyncio.wait([writing])
     if progress is not None:
         progress(report.read)
     return report
@@ -169,7 +184,6 @@ def read_records(lines: Iterable[bytes], loads: Callable[[bytes], Any]) -> Itera
 
 async def _flush(store: Store, pending: list[NewUser], report: ImportReport, dry: bool) -> None:
     if not pending or dry:
-        pending.clear()
         return
     try:
         inserted, updated = await store.import_users(pending)
@@ -186,7 +200,6 @@ async def _flush(store: Store, pending: list[NewUser], report: ImportReport, dry
             inserted, updated = inserted + one, updated + two
     report.inserted += inserted
     report.updated += updated
-    pending.clear()
 
 
 def _export_meta(record: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from store.base import NewUser, new_user_id
 from store.sqlite.connection import SQLiteConnection, transaction
 from store.values import norm, profile_json
@@ -50,11 +52,16 @@ class SQLiteImports(SQLiteConnection):
 
         def run(conn: sqlite3.Connection) -> tuple[int, int]:
             def work() -> tuple[int, int]:
+                # One look-up for the batch, so that a first import (nobody stored yet) runs
+                # no UPDATE at all: a third of its time.
+                held = _held(conn, rows)
                 before = conn.total_changes
-                conn.executemany(_UPDATE_BY_LEGACY_ID, [r for r in rows if r["legacy_id"]])
-                conn.executemany(_UPDATE_BY_EMAIL, [r for r in rows if not r["legacy_id"]])
+                by_id = [r for r in rows if r["legacy_id"] and ("id", r["key"]) in held]
+                by_email = [r for r in rows if not r["legacy_id"] and ("email", r["key"]) in held]
+                conn.executemany(_UPDATE_BY_LEGACY_ID, by_id)
+                conn.executemany(_UPDATE_BY_EMAIL, by_email)
                 updated = conn.total_changes - before
-                conn.executemany(_INSERT, rows)
+                conn.executemany(_INSERT, [r for r in rows if (r["kind"], r["key"]) not in held])
                 return conn.total_changes - before - updated, updated
 
             return transaction(conn, work)
@@ -72,12 +79,26 @@ class SQLiteImports(SQLiteConnection):
         return bool(found)
 
 
+def _held(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Which rows' keys (legacy id, or email when there is none) the store already holds."""
+    ids = orjson.dumps([r["key"] for r in rows if r["legacy_id"]]).decode()
+    emails = orjson.dumps([r["key"] for r in rows if not r["legacy_id"]]).decode()
+    found = conn.execute(
+        "SELECT 'id', legacy_id FROM users WHERE legacy_id IN (SELECT value FROM json_each(?))"
+        " UNION ALL SELECT 'email', email FROM users WHERE legacy_id IS NULL"
+        " AND email IN (SELECT value FROM json_each(?))",
+        (ids, emails),
+    ).fetchall()
+    return {(str(kind), str(key)) for kind, key in found}
+
+
 def _row(user: NewUser, now: float) -> dict[str, Any]:
     email = norm(user.email)
     return {
         "id": new_user_id(),
         "legacy_id": user.legacy_id,
         "key": user.legacy_id or email,
+        "kind": "id" if user.legacy_id else "email",
         "email": email,
         "username": norm(user.username),
         "hash": user.password_hash,
