@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from store.base import NewUser, new_user_id
+from store.base import NewUser, new_sequential_user_id
 from store.postgres.connection import PostgresConnection
 from store.values import norm, profile_json
 
@@ -86,7 +86,7 @@ class PostgresImports(PostgresConnection):
 
 def _row(user: NewUser) -> tuple[str | None, ...]:
     return (
-        new_user_id(),
+        new_sequential_user_id(),
         user.legacy_id,
         norm(user.email),
         norm(user.username),

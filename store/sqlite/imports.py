@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from store.base import NewUser, new_user_id
+from store.base import NewUser, new_sequential_user_id
 from store.sqlite.connection import SQLiteConnection, transaction
 from store.values import norm, profile_json
 
@@ -95,7 +95,7 @@ def _held(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> set[tuple[str
 def _row(user: NewUser, now: float) -> dict[str, Any]:
     email = norm(user.email)
     return {
-        "id": new_user_id(),
+        "id": new_sequential_user_id(),
         "legacy_id": user.legacy_id,
         "key": user.legacy_id or email,
         "kind": "id" if user.legacy_id else "email",
