@@ -31,6 +31,7 @@ from proxy.stats import Counters
 from proxy.writebehind import WriteBehind
 from store.base import Store
 from store.factory import create_store
+from store.hashes import Hashes
 from store.passwords import HashParams, PasswordPool
 
 SERVICES = web.AppKey("services", Services)
@@ -38,10 +39,12 @@ ROUTES = web.AppKey("routes", RouteTable)
 
 
 def create_password_pool(config: Config) -> PasswordPool:
-    """The bounded argon2id pool at the configured parameters."""
+    """The bounded argon2id pool at the configured parameters, which also verifies imported
+    legacy hashes (with the operator's recipes)."""
     p = config.passwords
     params = HashParams(time_cost=p.time_cost, memory_cost=p.memory_cost, parallelism=p.parallelism)
-    return PasswordPool(params, workers=p.workers, queue_limit=p.queue_limit)
+    legacy = Hashes(config.recipes)
+    return PasswordPool(params, workers=p.workers, queue_limit=p.queue_limit, legacy=legacy)
 
 
 def create_app(

@@ -21,6 +21,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import Argon2Error
 
 from store.errors import InvalidPassword, Overloaded
+from store.hashes import Hashes
 
 T = TypeVar("T")
 
@@ -35,15 +36,22 @@ class HashParams:
 
 
 class PasswordPool:
-    """Hash and verify passwords with argon2id on a bounded pool of threads."""
+    """Hash and verify passwords with argon2id on a bounded pool of threads; verify legacy
+    hashes (store/hashes) on the same threads, for users imported with one."""
 
     def __init__(
-        self, params: HashParams | None = None, *, workers: int = 0, queue_limit: int = 64
+        self,
+        params: HashParams | None = None,
+        *,
+        workers: int = 0,
+        queue_limit: int = 64,
+        legacy: Hashes | None = None,
     ) -> None:
         params = params or HashParams()
         if workers < 0 or queue_limit < 0:
             raise ValueError("workers and queue_limit must not be negative")
         self.params = params
+        self.legacy = legacy if legacy is not None else Hashes()
         self._hasher = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_cost,
@@ -101,7 +109,8 @@ class PasswordPool:
             InvalidPassword: it does not match, or ``phc`` is no hash argon2 can read.
             Overloaded: the pool's queue is full.
         """
-        if not await self._run(self._matches, phc, _secret(password)):
+        check = self._legacy_matches if self.is_legacy(phc) else self._matches
+        if not await self._run(check, phc, _secret(password)):
             raise InvalidPassword()
 
     async def dummy_verify(self, password: str) -> None:
@@ -119,6 +128,12 @@ class PasswordPool:
         await self._run(self._matches, phc, _secret(password))
         # SECURITY: refuse even in the (impossible) case that the random secret was guessed.
         raise InvalidPassword()
+
+    @staticmethod
+    def is_legacy(stored: str) -> bool:
+        """Whether ``stored`` is no argon2id hash: imported, to be upgraded at the next login
+        (argon2i and argon2d included: argon2-cffi reads them, the registry does too)."""
+        return not stored.startswith("$argon2id$")
 
     def needs_rehash(self, phc: str) -> bool:
         """Return whether ``phc`` was made with other parameters than this pool's."""
@@ -145,6 +160,16 @@ class PasswordPool:
             # Mismatch, a malformed or unknown hash (InvalidHashError is a ValueError), or a
             # hash with non-ASCII bytes (UnicodeEncodeError).
             return False
+
+    def _legacy_matches(self, stored: str, password: bytes) -> bool:
+        """Runs on a pool thread: the legacy verifier, then an argon2 verify of the dummy hash,
+        so that a cheap legacy format takes at least an argon2 verify's time."""
+        matched = self.legacy.verify(stored, password.decode("utf-8", "surrogatepass"))
+        # SECURITY: padded to the argon2 verify time: the answer's time must not tell which
+        # users were imported with a weak hash (worth cracking offline) from the others.
+        # Its result is ignored; a dummy still being made is waited for on this thread.
+        self._matches(self._dummy.result(), password)
+        return matched
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         with self._lock:

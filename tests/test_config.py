@@ -176,3 +176,31 @@ def test_the_listen_addresses_can_come_from_the_environment() -> None:
     assert (config.admin.host, config.admin.port) == ("::1", 9001)
     with pytest.raises(ConfigError, match=r"server\.listen: .*\(from AUTHSHIM_LISTEN\)"):
         load_config(ROOT / "examples" / "authshim.toml", env={**env, "AUTHSHIM_LISTEN": "nope"})
+
+
+def test_hash_recipes_are_parsed_and_self_tested() -> None:
+    """[[hashes.recipe]] compiles its steps and is refused, by key, when it does not
+    reproduce its test hash or a step does not parse."""
+    import copy
+    import hashlib
+
+    good = hashlib.sha1(b"NaCl" + hashlib.sha1(b"pw").hexdigest().encode()).hexdigest()
+    recipe = {
+        "name": "shop",
+        "steps": ["sha1", "hex", "concat salt value", "sha1", "hex"],
+        "test": {"password": "pw", "salt": "NaCl", "hash": good},
+    }
+    raw = copy.deepcopy(EXAMPLE)
+    raw["hashes"] = {"recipe": [recipe]}
+    config = parse_config(raw, {"AUTHSHIM_SECRET": SECRET})
+    assert [r.name for r in config.recipes] == ["shop"]
+    raw["hashes"] = {
+        "recipe": [
+            {**recipe, "test": {**recipe["test"], "hash": "0" * 40}},
+            {**recipe, "name": "other", "steps": ["sha1", "md6"]},
+        ]
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, {"AUTHSHIM_SECRET": SECRET})
+    text = str(caught.value)
+    assert "hashes.recipe[0].test" in text and "hashes.recipe[1].steps" in text

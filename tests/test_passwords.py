@@ -211,3 +211,30 @@ def test_negative_sizes_are_refused() -> None:
 def test_defaults_are_owasp_minimum() -> None:
     """The default parameters are argon2id m=19 MiB, t=2, p=1."""
     assert HashParams() == HashParams(time_cost=2, memory_cost=19456, parallelism=1)
+
+
+async def test_verify_accepts_legacy_hashes_and_asks_for_an_upgrade(pool: PasswordPool) -> None:
+    """An imported legacy hash (here phpass and Django PBKDF2) verifies its password on the
+    pool, refuses others with InvalidPassword, and always needs a rehash to argon2id."""
+    import base64
+    import hashlib
+
+    from store.hashes.phpass import crypt_private
+
+    phpass = crypt_private(b"s3cret", "$P$BabcdEFGH", "md5")
+    digest = base64.b64encode(hashlib.pbkdf2_hmac("sha256", b"s3cret", b"NaCl", 1000)).decode()
+    django = f"pbkdf2_sha256$1000$NaCl${digest}"
+    for stored in (phpass, django):
+        assert pool.is_legacy(stored)
+        assert pool.needs_rehash(stored)
+        await pool.verify(stored, "s3cret")
+        with pytest.raises(InvalidPassword):
+            await pool.verify(stored, "s3cret!")
+    assert not pool.is_legacy(await pool.hash("x"))
+
+
+async def test_unknown_legacy_format_is_refused(pool: PasswordPool) -> None:
+    """A stored value no verifier knows refuses every password, even an equal string."""
+    for stored in ("plain-text-password", "$9$x", ""):
+        with pytest.raises(InvalidPassword):
+            await pool.verify(stored, stored)

@@ -472,3 +472,82 @@ async def test_upserted_users_get_keys_by_the_stores_rule(store: Store) -> None:
     assert await store.find_user("CASEY") == other
     keys = {i.username for i in await store.identifiers_after((float("-inf"), ""), 10)}
     assert keys == {"casey", "cASEY"}  # the keys a login is looked up by
+
+
+# --- legacy hashes and the bulk import (issue 17) ---
+LEGACY = "$P$BUmsvj2rgOtAcUkbtvEtcC17sF9.Bk0"
+
+
+def imported(n: int, **changes: Any) -> NewUser:
+    fields: dict[str, Any] = {
+        "email": f"u{n}@x.io",
+        "username": f"u{n}",
+        "password_hash": LEGACY,
+        "profile": {"n": n},
+        "legacy_id": str(n),
+        "source": "import",
+    }
+    fields.update(changes)
+    return NewUser(**fields)
+
+
+async def test_upgrade_password_is_guarded_by_the_old_hash(store: Store) -> None:
+    """upgrade_password replaces the hash and counts the login only while the old hash is
+    stored; after a password change it leaves everything as it is."""
+    user = await store.insert_user(bob(password_hash=LEGACY, source="import"))
+    assert await store.upgrade_password(user.id, LEGACY, HASH)
+    after = await stored(store, user.id)
+    assert (after.password_hash, after.login_count, after.session_epoch) == (HASH, 1, 0)
+    assert after.last_login_at is not None
+    assert not await store.upgrade_password(user.id, LEGACY, "$argon2id$other")
+    assert (await stored(store, user.id)).password_hash == HASH
+    assert not await store.upgrade_password("0" * 32, LEGACY, HASH)
+
+
+async def test_import_users_inserts_and_is_idempotent(store: Store) -> None:
+    """A batch is inserted with source import; the same batch again changes nothing."""
+    batch = [imported(i) for i in range(5)]
+    assert await store.import_users(batch) == (5, 0)
+    assert await store.import_users(batch) == (0, 0)
+    assert await store.count_users() == 5
+    user = await store.find_user("u3@x.io")
+    assert user is not None
+    assert (user.source, user.legacy_id, user.password_hash) == ("import", "3", LEGACY)
+    assert await store.count_by_source() == {"import": 5}
+
+
+async def test_import_users_updates_only_untouched_imported_users(store: Store) -> None:
+    """A changed row rewrites an imported user who never logged in here; a user who logged
+    in, had a password set, or was captured by login is never overwritten."""
+    await store.import_users([imported(i) for i in range(3)])
+    logged_in = await store.find_user("u1")
+    changed = await store.find_user("u2")
+    assert logged_in is not None and changed is not None
+    await store.record_login(logged_in.id)
+    await store.set_password(changed.id, HASH)
+    captured = await store.insert_user(bob(legacy_id="9", email="u9@x.io", username="u9"))
+    again = [imported(i, password_hash="$1$new$hash", profile={"v": 2}) for i in (0, 1, 2, 9)]
+    assert await store.import_users(again) == (0, 1)
+    assert (await stored(store, logged_in.id)).password_hash == LEGACY
+    assert (await stored(store, changed.id)).password_hash == HASH
+    assert (await stored(store, captured.id)).password_hash == HASH
+    fresh = await store.find_user("u0")
+    assert fresh is not None
+    assert (fresh.password_hash, fresh.profile) == ("$1$new$hash", {"v": 2})
+
+
+async def test_import_users_skips_conflicts_and_matches_by_email_without_legacy_id(
+    store: Store,
+) -> None:
+    """A new row whose email another user holds is skipped, not raised; a row without a
+    legacy id is matched by email; an update never takes another user's email."""
+    await store.insert_user(bob())
+    rows = [imported(1, email="bob@x.io"), imported(2, legacy_id=None)]
+    assert await store.import_users(rows) == (1, 0)
+    assert await store.import_users([imported(2, legacy_id=None, profile={"v": 3})]) == (0, 1)
+    two = await store.find_user("u2@x.io")
+    assert two is not None and two.profile == {"v": 3} and two.legacy_id is None
+    await store.import_users([imported(3)])
+    assert await store.import_users([imported(3, email="bob@x.io")]) == (0, 0)
+    three = await store.find_user("u3")
+    assert three is not None and three.email == "u3@x.io"

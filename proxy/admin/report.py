@@ -12,7 +12,7 @@ from proxy.readiness import day_before
 from store.base import Store, utc_day
 
 # Login outcomes (proxy/flows/login.py) by who answered them.
-LOCAL = ("local_ok", "rehashed", "local_failed", "blocked", "unknown_refused")
+LOCAL = ("local_ok", "rehashed", "upgraded", "local_failed", "blocked", "unknown_refused")
 FORWARDED = ("captured", "legacy_ok", "legacy_refused", "forwarded_unread", "upstream_error")
 
 

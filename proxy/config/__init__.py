@@ -25,6 +25,7 @@ from proxy.config.load import (
     Config,
     load_config,
     load_readiness_days,
+    load_recipes,
     load_store_config,
     parse_config,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "is_loopback",
     "load_config",
     "load_readiness_days",
+    "load_recipes",
     "load_store_config",
     "parse_config",
     "parse_duration",

@@ -23,6 +23,7 @@ from proxy.config.flows import (
     read_reset,
     read_signup,
 )
+from proxy.config.hashes import read_hashes
 from proxy.config.login import (
     LoginRoute,
     LogoutConfig,
@@ -55,6 +56,7 @@ from proxy.config.sessions import (
     read_passwords,
     read_session,
 )
+from store.hashes.recipe import Recipe
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,8 @@ class Config:
     identity_prefix: str = ""
     policy: PolicyConfig = PolicyConfig()  # noqa: RUF009
     limits: LimitsConfig = LimitsConfig()  # noqa: RUF009
+    # [[hashes.recipe]]: the operator's legacy hash formats (issue 17), self-tested.
+    recipes: tuple[Recipe, ...] = ()
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -113,6 +117,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         identity_prefix=read_identity_prefix(r, raw),
         policy=read_policy(r, raw),
         limits=read_limits(r, raw),
+        recipes=read_hashes(r, raw),
     )
     _check_features(r, config)
     r.check()
@@ -127,6 +132,15 @@ def load_store_config(path: str | Path) -> tuple[StoreConfig, MigrationConfig]:
     migration = read_migration(r, raw)
     r.check()
     return store, migration
+
+
+def load_recipes(path: str | Path, env: Mapping[str, str] | None = None) -> tuple[Recipe, ...]:
+    """Read only ``[[hashes.recipe]]``: what ``authshim import`` needs besides the store."""
+    raw = read_toml(path)
+    r = Reader(os.environ if env is None else env)
+    recipes = read_hashes(r, raw)
+    r.check()
+    return recipes
 
 
 def load_readiness_days(path: str | Path) -> int:
@@ -186,7 +200,7 @@ def _fold_path(path: str) -> str:
 SECTIONS = (
     "server", "upstream", "store", "migration", "login", "profile", "logout",
     "session", "identity", "passwords", "log", "admin",
-    "lookup", "reset", "mail", "signup", "password_change", "policy", "limits",
+    "lookup", "reset", "mail", "signup", "password_change", "policy", "limits", "hashes",
 )  # fmt: skip
 
 # Every documented key, so that a test can check docs/configuration.md names them all.
@@ -246,4 +260,6 @@ ALL_KEYS: tuple[str, ...] = (
     "limits.enabled", "limits.login_account_ip", "limits.login_ip", "limits.login_window",
     "limits.login_block", "limits.login_block_max", "limits.reset_ip", "limits.reset_address",
     "limits.signup_ip", "limits.signup_address", "limits.rate_window",
+    "hashes.recipe", "hashes.recipe.name", "hashes.recipe.steps", "hashes.recipe.pepper",
+    "hashes.recipe.test",
 )  # fmt: skip

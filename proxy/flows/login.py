@@ -51,8 +51,8 @@ from store.validation import (
 
 # Outcomes that settle the counted attempt: a right password, or nobody judged it at all.
 SUCCEEDED = frozenset(
-    {"local_ok", "rehashed", "captured", "legacy_ok", "forwarded_unread_ok", "legacy_step",
-     "second_factor", "step_pending", "recaptured", "recapture_rejected"}
+    {"local_ok", "rehashed", "upgraded", "captured", "legacy_ok", "forwarded_unread_ok",
+     "legacy_step", "second_factor", "step_pending", "recaptured", "recapture_rejected"}
 )
 UNJUDGED = frozenset({"upstream_error", "overloaded", "store_error"})
 # A wrong password, told by authshim or by the legacy app, or a user nobody has.
@@ -77,7 +77,7 @@ async def handle(
     outcome, response, user_id = await _login(request, svc, route, hold, routing)
     if outcome in FAILED:
         await hold()  # SECURITY: every kind of failure answered at one pace (proxy/pacing.py)
-    if outcome in ("local_ok", "rehashed") and user_id is not None:
+    if outcome in ("local_ok", "rehashed", "upgraded") and user_id is not None:
         schedule_refresh(svc, user_id)  # profile.refresh_on_login (reset/sign-up issue)
     svc.counters.add(f"login.{outcome}")
     log.event(
@@ -269,18 +269,23 @@ async def _local(
         if svc.passwords.needs_rehash(user.password_hash)
         else None
     )
+    legacy = svc.passwords.is_legacy(user.password_hash)  # imported (issue 17): upgrade it
     if new_hash is None:
         svc.login_records.add((user.id, time.time()))  # written behind the answer
     else:
         try:
-            await svc.store.record_login(user.id, new_hash=new_hash)
+            if legacy:  # guarded by the old hash: a password set meanwhile wins
+                await svc.store.upgrade_password(user.id, user.password_hash, new_hash)
+            else:
+                await svc.store.record_login(user.id, new_hash=new_hash)
         except StoreError as exc:
             log.event("login.record_failed", user=user.id, error=type(exc).__name__)
     svc.login_activity.note(None, user)  # for the cut-over readiness figure
     next_value = _next_value(reading, route)
     cookie = svc.sessions.issue(user)
     answer = render(route.answer, next_value=next_value, profile=user.profile, cookies=[cookie])
-    return ("rehashed" if new_hash else "local_ok"), answer, user.id
+    outcome = "upgraded" if legacy else "rehashed" if new_hash else "local_ok"
+    return outcome, answer, user.id
 
 
 def _next_value(reading: Reading, route: LoginRoute) -> str | None:

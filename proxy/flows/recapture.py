@@ -3,8 +3,8 @@ there, a mobile app, an API): with ``[migration] recapture``, a password authshi
 asked of the legacy app, and when it accepts, the stored hash is replaced.
 
 Never in cut-over (the legacy login is off); never for a user whose password was set at authshim
-since (reset, change, sign-up, admin: source other than a login capture, or a bumped session
-epoch), so a password changed here is not undone by the legacy app's old one; always within the
+since (reset, change, sign-up, admin: source other than a login capture or an import, or a
+bumped session epoch), so a password changed here is not undone by the legacy app's old one; always within the
 same brute-force limits as the login that failed (it was counted before).
 """
 
@@ -34,7 +34,7 @@ def may_recapture(svc: Services, user: User) -> bool:
     return (
         svc.config.migration.recapture
         and not svc.cutover
-        and user.source == "login"
+        and user.source in ("login", "import")  # the password came from the legacy app
         and user.session_epoch == 0  # SECURITY: no password set (or sessions ended) here since
     )
 
@@ -87,7 +87,9 @@ async def _replaced(
         ):
             raise ProfileError("the accepted profile names another user")
         phc = await svc.passwords.hash(password)
-        await svc.store.record_login(user.id, new_hash=phc)
+        # Guarded by the hash that refused it: a change here meanwhile wins.
+        if not await svc.store.upgrade_password(user.id, user.password_hash, phc):
+            raise StoreError("the stored password changed meanwhile")
     except (ProfileError, UpstreamError, Overloaded, StoreError) as exc:
         svc.counters.add("login.recapture_failed")
         log.event("login.recapture_failed", user=user.id, error=type(exc).__name__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from store.postgres.admin import PostgresAdmin
+from store.postgres.imports import PostgresImports
 from store.postgres.limits import PostgresLimits
 from store.postgres.pending import PostgresPending
 from store.postgres.replicas import PostgresReplicas
@@ -37,6 +38,7 @@ class PostgresStore(
     PostgresAdmin,
     PostgresReplicas,
     PostgresSessions,
+    PostgresImports,
 ):
     """A Store on PostgreSQL, safe to share between several replicas."""
 

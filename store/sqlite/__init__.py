@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from store.sqlite.admin import SQLiteAdmin
+from store.sqlite.imports import SQLiteImports
 from store.sqlite.limits import SQLiteLimits
 from store.sqlite.pending import SQLitePending
 from store.sqlite.replicas import SQLiteReplicas
@@ -40,6 +41,7 @@ class SQLiteStore(
     SQLiteAdmin,
     SQLiteReplicas,
     SQLiteSessions,
+    SQLiteImports,
 ):
     """The Store on a SQLite file, for a single host (several processes may share it)."""
 
