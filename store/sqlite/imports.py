@@ -12,7 +12,7 @@ import orjson
 
 from store.base import NewUser, new_sequential_user_id
 from store.sqlite.connection import SQLiteConnection, transaction
-from store.values import norm, profile_json
+from store.values import norm, profile_json, username_columns
 
 # Only a user the import itself wrote, who never logged in here and never had a password set
 # or sessions revoked here, is rewritten: anything else belongs to authshim now.
@@ -24,9 +24,13 @@ _CHANGED = (
 # SECURITY: never take an email or username another user holds (no silent account merge).
 _FREE = (
     "NOT EXISTS (SELECT 1 FROM users o WHERE o.email = :email AND o.id <> users.id)"
-    " AND NOT EXISTS (SELECT 1 FROM users o WHERE o.username = :username AND o.id <> users.id)"
+    " AND NOT EXISTS (SELECT 1 FROM users o WHERE o.username_key = :username_key"
+    " AND o.id <> users.id)"
 )
-_SET = "SET email = :email, username = :username, password_hash = :hash, profile = :profile"
+_SET = (
+    "SET email = :email, username = :username, username_key = :username_key,"
+    " password_hash = :hash, profile = :profile"
+)
 _UPDATE_BY_LEGACY_ID = (
     f"UPDATE OR IGNORE users {_SET} WHERE legacy_id = :key AND {_UNTOUCHED} AND {_CHANGED}"
     f" AND {_FREE}"
@@ -36,8 +40,9 @@ _UPDATE_BY_EMAIL = (
     f" AND {_CHANGED} AND {_FREE}"
 )
 _INSERT = (
-    "INSERT INTO users (id, legacy_id, email, username, password_hash, profile, source,"
-    " created_at) VALUES (:id, :legacy_id, :email, :username, :hash, :profile, :source, :now)"
+    "INSERT INTO users (id, legacy_id, email, username, username_key, password_hash, profile,"
+    " source, created_at) VALUES (:id, :legacy_id, :email, :username, :username_key, :hash,"
+    " :profile, :source, :now)"
     " ON CONFLICT DO NOTHING"
 )
 
@@ -48,7 +53,7 @@ class SQLiteImports(SQLiteConnection):
     async def import_users(self, users: Sequence[NewUser]) -> tuple[int, int]:
         """Insert new users, rewrite untouched imported ones; return (inserted, updated)."""
         now = time.time()
-        rows = [_row(user, now) for user in users]
+        rows = [_row(user, now, self.username_case) for user in users]
 
         def run(conn: sqlite3.Connection) -> tuple[int, int]:
             def work() -> tuple[int, int]:
@@ -92,15 +97,17 @@ def _held(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> set[tuple[str
     return {(str(kind), str(key)) for kind, key in found}
 
 
-def _row(user: NewUser, now: float) -> dict[str, Any]:
+def _row(user: NewUser, now: float, case: str) -> dict[str, Any]:
     email = norm(user.email)
+    username, key = username_columns(user.username, case)
     return {
         "id": new_sequential_user_id(),
         "legacy_id": user.legacy_id,
         "key": user.legacy_id or email,
         "kind": "id" if user.legacy_id else "email",
         "email": email,
-        "username": norm(user.username),
+        "username": username,
+        "username_key": key,
         "hash": user.password_hash,
         "profile": profile_json(user.profile),
         "source": user.source,
