@@ -46,5 +46,5 @@ async def test_a_zero_ttl_is_never_cached(start_proxy: StartProxy) -> None:
 @pytest.mark.parametrize("value", ["61s", "1500ms", "2m"])
 def test_a_long_or_fractional_ttl_is_a_config_error(value: str) -> None:
     """The revocation delay stays bounded: whole seconds up to a minute."""
-    with pytest.raises(ConfigError, match="session.forward_auth_ttl: must be whole seconds"):
+    with pytest.raises(ConfigError, match=r"session\.forward_auth_ttl: must be whole seconds"):
         make_config("http://127.0.0.1:1", "sqlite:///x.db", ttl(value))
