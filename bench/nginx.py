@@ -79,8 +79,10 @@ _PEER = """
     location = /_authshim {{
       internal;
       proxy_pass http://authshim/.authshim/session;
+      proxy_method GET;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
+      proxy_set_header Connection "";
     }}
   }}
 """
