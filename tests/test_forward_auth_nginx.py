@@ -126,7 +126,9 @@ async def whoami(url: str, cookie: str | None, **extra: str) -> str | None:
         async with client.get(url + "/private/page", headers={**headers, **extra}) as response:
             assert response.status == 200, await response.text()
             seen: dict[str, Any] = await response.json()
-    user: str | None = seen["headers"].get("X-Forwarded-User")
+    # HAProxy sends header names in lower case.
+    names = {name.lower(): value for name, value in seen["headers"].items()}
+    user: str | None = names.get("x-forwarded-user")
     return user
 
 
