@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bench import argon, failures, http, mixed, nginx, storebench
+from bench import argon, failures, forwardauth, http, mixed, nginx, storebench
 from bench.procs import Cores, Missing, Sampler, free_port, need, python, started
 from bench.report import Row, machine, save, table
 from bench.seed import Argon2, seed_sqlite, shared_hash, write_csv
@@ -27,7 +27,9 @@ from bench.seed import Argon2, seed_sqlite, shared_hash, write_csv
 RESULTS = Path(__file__).resolve().parent / "results"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test?schema=bench"
 BUSY = 0.3  # cores used by other processes before the bench starts worth a warning
-SCENARIOS = ("argon2", "logins", "capture", "failures", "passthrough", "store", "mixed")
+SCENARIOS = (
+    "argon2", "logins", "capture", "failures", "passthrough", "forwardauth", "store", "mixed",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows += failures.run(env)
             if "passthrough" in only:
                 rows += http.passthrough(env)
+            if "forwardauth" in only:
+                rows += forwardauth.run(env)
             if "mixed" in only:
                 seconds = args.mixed_seconds or profile.mixed_seconds
                 rows += mixed.run(env, users_csv, seconds=seconds, users=profile.mixed_users)

@@ -30,16 +30,24 @@ def _slope_mib_per_min(samples: list[tuple[float, int]]) -> float:
 
 
 def locust(
-    host: str, users_csv: Path, *, seconds: int, users: int, out: Path, mail: Path | None = None
+    host: str,
+    users_csv: Path,
+    *,
+    seconds: int,
+    users: int,
+    out: Path,
+    mail: Path | None = None,
+    locustfile: str = "locustfile.py",
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the locustfile headless against ``host``; its CSV stats land at ``out``_stats.csv.
     With ``mail``, authshim's mail folder, password resets follow the mailed links."""
     argv = [
-        sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
+        sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / locustfile), "--headless",
         "-u", str(users), "-r", str(max(users // 4, 1)), "-t", f"{seconds}s", "-H", host,
         "--csv", str(out), "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5",
     ]  # fmt: skip
-    env = {**os.environ, "AUTHSHIM_BENCH_USERS": str(users_csv)}
+    env = {**os.environ, "AUTHSHIM_BENCH_USERS": str(users_csv), **(env or {})}
     if mail is not None:
         env["AUTHSHIM_BENCH_MAIL"] = str(mail)
     return subprocess.run(

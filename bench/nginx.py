@@ -19,6 +19,7 @@ SMALL = b"x" * 100
 LARGE_SIZE = 256 * 1024
 
 _COMMON = """
+{modules}
 daemon off;
 master_process on;
 {user}
@@ -71,24 +72,30 @@ _PEER = """
       auth_request /_authshim;
       auth_request_set $user $upstream_http_x_forwarded_user;
       proxy_set_header X-Forwarded-User $user;
+      proxy_set_header Connection "";  # a location's own proxy_set_header drops the inherited
+      proxy_set_header Host $host;
       proxy_pass http://stub;
     }}
     location = /_authshim {{
       internal;
       proxy_pass http://authshim/.authshim/session;
+      proxy_method GET;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
+      proxy_set_header Connection "";
     }}
   }}
 """
 
 
-def _write(folder: Path, servers: str, workers: int) -> Path:
+def _write(folder: Path, servers: str, workers: int, modules: str = "") -> Path:
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "www"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     user = "user root;" if os.geteuid() == 0 else ""  # workers must read the bench's files
     conf = folder / "nginx.conf"
-    conf.write_text(_COMMON.format(user=user, workers=workers, dir=folder, servers=servers))
+    conf.write_text(
+        _COMMON.format(modules=modules, user=user, workers=workers, dir=folder, servers=servers)
+    )
     return conf
 
 
@@ -115,4 +122,132 @@ def peer(
     conf = _write(folder, servers, len(cores))
     argv = [nginx, "-c", str(conf), "-p", str(folder)]
     with started(argv, port, folder / "out.log", cores=cores):
+        yield
+
+
+# Forward-auth side by side (bench/forwardauth.py): as recipes/nginx-forward-auth does it, with
+# the auth answer cached per session cookie, and without the cache.
+_AUTH = """
+  upstream stub {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+  upstream authshim {{ server 127.0.0.1:{authshim}; keepalive 128; }}
+  proxy_cache_path {dir}/auth-cache levels=1 keys_zone=authshim_auth:10m inactive=60s
+                   use_temp_path=off;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host $host;
+  proxy_max_temp_file_size 0;
+  proxy_buffer_size 16k;
+  proxy_buffers 16 64k;
+  server {{
+    listen 127.0.0.1:{plain} backlog=4096;
+    location / {{ proxy_pass http://stub; }}
+  }}
+  server {{
+    listen 127.0.0.1:{cached} backlog=4096;
+    location / {{
+      auth_request /_authshim;
+      auth_request_set $user $upstream_http_x_forwarded_user;
+      proxy_set_header X-Forwarded-User $user;
+      proxy_set_header Connection "";  # a location's own proxy_set_header drops the inherited
+      proxy_set_header Host $host;
+      proxy_pass http://stub;
+    }}
+    location = /_authshim {{
+      internal;
+      proxy_pass http://authshim/.authshim/session;
+      proxy_method GET;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header Connection "";
+      proxy_set_header Cookie "authshim=$cookie_authshim";
+      proxy_cache authshim_auth;
+      proxy_cache_key "authshim:$cookie_authshim";
+      proxy_cache_lock on;
+      proxy_ignore_headers Vary;
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{uncached} backlog=4096;
+    location / {{
+      auth_request /_authshim;
+      auth_request_set $user $upstream_http_x_forwarded_user;
+      proxy_set_header X-Forwarded-User $user;
+      proxy_set_header Connection "";  # a location's own proxy_set_header drops the inherited
+      proxy_set_header Host $host;
+      proxy_pass http://stub;
+    }}
+    location = /_authshim {{
+      internal;
+      proxy_pass http://authshim/.authshim/session;
+      proxy_method GET;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header Connection "";
+      proxy_set_header Cookie "authshim=$cookie_authshim";
+    }}
+  }}
+{token}
+"""
+
+# The signed-identity-token prototype: njs checks an HMAC-signed, expiring identity cookie
+# with no subrequest at all (measured only; see docs/performance.md for why it is not shipped).
+_TOKEN = """
+  js_import token from {dir}/token.js;
+  js_set $token_user token.user;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      if ($token_user = "") {{ return 401; }}
+      proxy_set_header X-Forwarded-User $token_user;
+      proxy_set_header Connection "";
+      proxy_pass http://stub;
+    }}
+  }}
+"""
+
+TOKEN_JS = """
+var crypto = require('crypto');
+var KEY = 'TOKEN_KEY';
+function user(r) {
+  var value = r.variables.cookie_authshim_id;
+  if (!value) { return ''; }
+  var dot = value.indexOf('.');
+  if (dot < 1) { return ''; }
+  var body = value.slice(0, dot);
+  var mac = crypto.createHmac('sha256', KEY).update(body).digest('base64url');
+  if (mac !== value.slice(dot + 1)) { return ''; }
+  var claims = Buffer.from(body, 'base64url').toString().split('|');
+  if (Number(claims[1]) < Date.now() / 1000) { return ''; }
+  return claims[0];
+}
+export default {user};
+"""
+NJS = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+
+
+@contextlib.contextmanager
+def forward_auth(
+    folder: Path,
+    *,
+    ports: dict[str, int],
+    upstream: int,
+    authshim: int,
+    cores: Sequence[int] | None,
+    token_key: str | None,
+) -> Iterator[None]:
+    """One nginx worker serving ``ports``: plain, cached, uncached (and token, with njs)."""
+    nginx = need("nginx", "nginx-light")
+    folder.mkdir(parents=True, exist_ok=True)
+    token, modules = "", ""
+    if token_key is not None and "token" in ports:
+        (folder / "token.js").write_text(TOKEN_JS.replace("TOKEN_KEY", token_key))
+        token = _TOKEN.format(dir=folder, port=ports["token"])
+        modules = f"load_module {NJS};"
+    servers = _AUTH.format(
+        dir=folder, upstream=upstream, authshim=authshim, token=token,
+        plain=ports["plain"], cached=ports["cached"], uncached=ports["uncached"],
+    )  # fmt: skip
+    conf = _write(folder, servers, 1, modules)
+    argv = [nginx, "-c", str(conf), "-p", str(folder)]
+    with started(argv, ports["plain"], folder / "out.log", cores=cores):
         yield

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,12 @@ from bench.seed import (
     write_config,
     write_csv,
 )
+from proxy.demo_site import DEMO_USERS
+
+
+def authshim_cli() -> list[str]:
+    return [sys.executable, "-m", "proxy.cli"]
+
 
 CHEAP = Argon2(time_cost=1, memory_cost=64, parallelism=1)
 
@@ -62,3 +70,45 @@ def test_locustfile_mix_makes_requests_without_failures(tmp_path: Path) -> None:
     with sqlite3.connect(store) as db:
         (by_reset,) = db.execute("SELECT count(*) FROM users WHERE source = 'reset'").fetchone()
     assert by_reset > 0, "no user was migrated by a password reset"
+
+
+DEMO_CONFIG = """
+[session]
+cookie = "authshim"
+
+[[login]]
+path = "/accounts/login/"
+format = "form"
+identifier = "username"
+password = "password"
+"""
+
+
+@pytest.mark.slow
+def test_site_locustfile_against_the_demo_without_failures(tmp_path: Path) -> None:
+    """bench/sitelocust.py reads the login route from a config and users from a CSV, and runs
+    first logins, migrated logins, wrong passwords and page views against `authshim demo`
+    with no failures."""
+    port, legacy_port, admin_port = free_port(), free_port(), free_port()
+    (tmp_path / "authshim.toml").write_text(DEMO_CONFIG)
+    with (tmp_path / "users.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["login", "password"])
+        writer.writerows((name, password) for _, name, _, password, _ in DEMO_USERS)
+    demo = [*authshim_cli(), "demo", "--port", str(port), "--legacy-port", str(legacy_port),
+            "--admin-port", str(admin_port), "--dir", str(tmp_path / "demo")]  # fmt: skip
+    with started(demo, port, tmp_path / "demo.log"):
+        done = mixed.locust(
+            f"http://127.0.0.1:{port}", tmp_path / "users.csv", seconds=8, users=12,
+            out=tmp_path / "locust", locustfile="sitelocust.py",
+            env={"AUTHSHIM_CONFIG": str(tmp_path / "authshim.toml"),
+                 "AUTHSHIM_LOCUST_USERS": str(tmp_path / "users.csv"),
+                 "AUTHSHIM_LOCUST_PAGES": "/,/private/"},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = mixed.stats(tmp_path / "locust")
+    assert int(stats["Aggregated"]["Failure Count"]) == 0, stats
+    for name in ("[first login]", "[migrated]", "[wrong password]", "/private/ [page]"):
+        assert any(name in key for key in stats), f"no {name} in {sorted(stats)}"
+    first = stats["POST /accounts/login/ [first login]"]
+    assert int(first["Request Count"]) == len(DEMO_USERS)  # each row's first login, once

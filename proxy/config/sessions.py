@@ -24,6 +24,7 @@ class SessionConfig:
     secure: bool = True
     domain: str | None = None
     cache_ttl: float = 2.0
+    forward_auth_ttl: float = 5.0  # how long a web server may cache a /.authshim/session answer
     previous_secrets: tuple[Secret, ...] = ()  # still verified, never signed with (rotation)
 
 
@@ -58,6 +59,7 @@ class LimitsConfig:
 
 SESSION_KEYS = (
     "cookie", "secret", "max_age", "secure", "domain", "cache_ttl", "previous_secrets",
+    "forward_auth_ttl",
 )  # fmt: skip
 PASSWORDS_KEYS = ("time_cost", "memory_cost", "parallelism", "workers", "queue_limit")
 LIMITS_KEYS = (
@@ -79,8 +81,23 @@ def read_session(r: Reader, doc: Mapping[str, Any]) -> SessionConfig:
             secure=r.get(t, "secure", bool, True),
             domain=r.optional(t, "domain"),
             cache_ttl=r.duration(t, "cache_ttl", 2.0),
+            forward_auth_ttl=_forward_auth_ttl(r, t),
             previous_secrets=_previous_secrets(r, t),
         )
+
+
+FORWARD_AUTH_TTL_MAX = 60.0
+
+
+def _forward_auth_ttl(r: Reader, t: dict[str, Any]) -> float:
+    """``session.forward_auth_ttl``: 0 (never cached) to a minute, in whole seconds."""
+    ttl = r.duration(t, "forward_auth_ttl", 5.0)
+    # SECURITY: a revoked session keeps working for up to this long behind a caching web
+    # server, so the delay stays short and bounded.
+    if not 0 <= ttl <= FORWARD_AUTH_TTL_MAX or ttl != int(ttl):
+        r.error("forward_auth_ttl", f"must be whole seconds from 0 to {FORWARD_AUTH_TTL_MAX:.0f}")
+        return 0.0
+    return ttl
 
 
 def _previous_secrets(r: Reader, t: dict[str, Any]) -> tuple[Secret, ...]:

@@ -4,8 +4,8 @@ asked of the legacy app, and when it accepts, the stored hash is replaced.
 
 Never in cut-over (the legacy login is off); never for a user whose password was set at authshim
 since (reset, change, sign-up, admin: source other than a login capture or an import, or a
-bumped session epoch), so a password changed here is not undone by the legacy app's old one; always within the
-same brute-force limits as the login that failed (it was counted before).
+bumped session epoch), so a password changed here is not undone by the legacy app's old one;
+always within the same brute-force limits as the login that failed (it was counted before).
 """
 
 from __future__ import annotations
