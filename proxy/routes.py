@@ -15,6 +15,7 @@ from proxy.flows import (
     health,
     login,
     logout,
+    must_change,
     password,
     reset,
     reset_confirm,
@@ -144,6 +145,7 @@ def build_routes(config: Config) -> RouteTable:
         table.add(("GET", "POST"), config.logout.path, logout.handle)
     table.add(("GET", "HEAD"), SESSION_PATH, session.handle)
     table.add(("GET", "HEAD"), health.HEALTH_PATH, health.handle)
+    table.add(("POST",), must_change.PAGE_PATH, must_change.handle)  # issue 16
     _add_account_routes(table, config)
     if (cfg := shared) is not None:
         # Added last, over the path's other route (WordPress's wp-login.php is also the login).

@@ -19,6 +19,7 @@ from proxy.config.login import (
     read_success,
 )
 from proxy.config.reader import TOKEN, Reader, Secret
+from proxy.config.rules import CAPTURE_POLICY_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ SIGNUP_KEYS = (
     "conflict", "success", "profile", "legacy_check",
 )  # fmt: skip
 PASSWORD_CHANGE_KEYS = ("path", "format", "old", "new", "confirm", "answer", "failure")
-POLICY_KEYS = ("min_length", "max_length")
+POLICY_KEYS = ("min_length", "max_length", *CAPTURE_POLICY_KEYS)  # those: config/rules.py
 LEGACY_CHECKS = ("always", "migrate")
 
 

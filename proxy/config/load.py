@@ -34,6 +34,7 @@ from proxy.config.login import (
 )
 from proxy.config.mail import MailConfig, read_mail
 from proxy.config.reader import Reader, read_toml
+from proxy.config.rules import CapturePolicy, RuleConfig, read_capture_policy, read_rules
 from proxy.config.server import (
     LogConfig,
     MigrationConfig,
@@ -82,6 +83,8 @@ class Config:
     identity_prefix: str = ""
     policy: PolicyConfig = PolicyConfig()  # noqa: RUF009
     limits: LimitsConfig = LimitsConfig()  # noqa: RUF009
+    rules: tuple[RuleConfig, ...] = ()  # [[rules]] (issue 16)
+    capture_policy: CapturePolicy = CapturePolicy()  # noqa: RUF009
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -114,6 +117,8 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         identity_prefix=read_identity_prefix(r, raw),
         policy=read_policy(r, raw),
         limits=read_limits(r, raw),
+        rules=read_rules(r, raw),
+        capture_policy=read_capture_policy(r, raw),
     )
     _check_features(r, config)
     r.check()
@@ -183,7 +188,7 @@ def _fold_path(path: str) -> str:
 SECTIONS = (
     "server", "upstream", "store", "migration", "login", "profile", "logout",
     "session", "identity", "passwords", "log", "admin",
-    "lookup", "reset", "mail", "signup", "password_change", "policy", "limits",
+    "lookup", "reset", "mail", "signup", "password_change", "policy", "limits", "rules",
 )  # fmt: skip
 
 # Every documented key, so that a test can check docs/configuration.md names them all.
@@ -237,4 +242,9 @@ ALL_KEYS: tuple[str, ...] = (
     "limits.enabled", "limits.login_account_ip", "limits.login_ip", "limits.login_window",
     "limits.login_block", "limits.login_block_max", "limits.reset_ip", "limits.reset_address",
     "limits.signup_ip", "limits.signup_address", "limits.rate_window",
+    # rules (issue 16)
+    "rules.name", "rules.events", "rules.call", "rules.url", "rules.secret", "rules.timeout",
+    "rules.on_error", "rules.ttl", "rules.identity_headers", "rules.options",
+    "rules.breaker_failures", "rules.breaker_interval",
+    "policy.capture_min_length", "policy.breached_list",
 )  # fmt: skip
