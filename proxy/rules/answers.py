@@ -154,6 +154,8 @@ class Verdict:
 
 def merged_metadata(profile: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``profile`` with ``metadata`` merged (one level) into its ``app_metadata``."""
+    if not metadata:
+        return profile
     current = profile.get("app_metadata")
     base = dict(current) if isinstance(current, dict) else {}
     return {**profile, "app_metadata": {**base, **metadata}}
