@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.commands.store",
     "proxy.commands.lookup",
     "proxy.commands.users",  # users ..., stats (admin issue)
+    "proxy.commands.rules",  # rules test (issue 16)
 )
 
 
