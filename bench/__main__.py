@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bench import argon, failures, forwardauth, http, mixed, nginx, storebench
+from bench import argon, failures, forwardauth, http, mixed, nginx, rules, storebench
 from bench.procs import Cores, Missing, Sampler, free_port, need, python, started
 from bench.report import Row, machine, save, table
 from bench.seed import Argon2, seed_sqlite, shared_hash, write_csv
@@ -29,6 +29,7 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432/test?schema=bench"
 BUSY = 0.3  # cores used by other processes before the bench starts worth a warning
 SCENARIOS = (
     "argon2", "logins", "capture", "failures", "passthrough", "forwardauth", "store", "mixed",
+    "rules",
 )  # fmt: skip
 
 
@@ -146,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows += storebench.run(
                 work, profile.store_users, profile.store_ops, phc, _postgres(args.postgres)
             )
+        if "rules" in only:
+            rows += rules.run(work)  # the added p50 of one rule (bench/rules.py)
     took = time.monotonic() - began
     meta = {
         **machine(),

@@ -25,6 +25,8 @@ from proxy.modes import ModeWatcher
 from proxy.readiness import LoginActivity, readiness_key
 from proxy.resets import LEASE_MARGIN, ResetQueue
 from proxy.routes import RouteTable, build_routes
+from proxy.rules.build import create_rules, rule_headers
+from proxy.rules.weak import WeakPasswords
 from proxy.services import Services
 from proxy.sessions import Sessions
 from proxy.stats import Counters
@@ -139,7 +141,9 @@ async def _services(
         client,
         config.upstream,
         # SECURITY: authshim's own user-id header is never believed from a client either.
-        identity_strip=identity_names([USER_ID_HEADER, *(name for name, _ in config.identity)]),
+        identity_strip=identity_names(
+            [USER_ID_HEADER, *(name for name, _ in config.identity), *rule_headers(config.rules)]
+        ),
         trusted_proxies=config.server.trusted_proxies,
         public_url=config.server.public_url,
     )
@@ -171,6 +175,8 @@ async def _services(
         lookup=create_lookup(config, client, counters),
         mailer=(mailer := create_mailer(config, store, counters)),
         resets=(resets := create_reset_queue(config, store)),
+        rules=create_rules(config, client, counters),  # webhooks share the pooled session
+        weak=WeakPasswords(config.capture_policy),
     )
     tasks = [asyncio.create_task(modes.run()), asyncio.create_task(counters.run())]
     tasks.append(asyncio.create_task(limits.run()))  # purges finished limit counters

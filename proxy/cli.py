@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.commands.lookup",
     "proxy.commands.users",  # users ..., stats (admin issue)
     "proxy.commands.importer",  # import FILE (issue 17)
+    "proxy.commands.rules",  # rules test (issue 16)
 )
 
 

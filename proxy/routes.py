@@ -18,6 +18,7 @@ from proxy.flows import (
     health,
     login,
     logout,
+    must_change,
     password,
     reset,
     reset_confirm,
@@ -161,6 +162,7 @@ def build_routes(config: Config) -> RouteTable:
         _add_path(table, entries)
     table.add(("GET", "HEAD"), SESSION_PATH, session.handle)
     table.add(("GET", "HEAD"), health.HEALTH_PATH, health.handle)
+    table.add(("POST",), must_change.PAGE_PATH, must_change.handle)  # rules: must change
     if (cfg := config.reset) is not None:
         view = reset_confirm.ResetPage.load(config)
         table.add(("GET", "HEAD"), reset_confirm.PAGE_PATH, partial(reset_confirm.page, view=view))

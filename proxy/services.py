@@ -15,6 +15,8 @@ from proxy.mail import Mailer
 from proxy.modes import ModeWatcher
 from proxy.readiness import LoginActivity
 from proxy.resets import ResetQueue
+from proxy.rules.engine import RuleEngine
+from proxy.rules.weak import WeakPasswords
 from proxy.sessions import Sessions, identity_headers
 from proxy.stats import Counters
 from proxy.writebehind import WriteBehind
@@ -47,6 +49,9 @@ class Services:
     # Reset requests, queued before they are answered (hardening issue); None without [reset].
     resets: ResetQueue | None = None
     background: Background = field(default_factory=Background)
+    # The operator's [[rules]] (issue 16): None when none is configured.
+    rules: RuleEngine | None = None
+    weak: WeakPasswords = field(default_factory=WeakPasswords)  # [policy] judged at capture
 
     @property
     def cutover(self) -> bool:
@@ -57,10 +62,27 @@ class Services:
         if user is None:
             return {}
         config = self.config
-        return identity_headers(user, config.identity, config.profile, config.identity_prefix)
+        headers = identity_headers(user, config.identity, config.profile, config.identity_prefix)
+        if self.rules is not None:
+            apply_identity(headers, self.rules.identity_for(user.id))
+        return headers
 
     async def session_user(self, cookies: dict[str, str] | None) -> User | None:
         """The user whose valid session cookie the request carries, if any."""
         if not cookies:
             return None
-        return await self.sessions.user(cookies.get(self.config.session.cookie))
+        user = await self.sessions.user(cookies.get(self.config.session.cookie))
+        if user is not None and self.rules is not None:
+            # The rules' identity values, re-evaluated at most every ttl; a deny drops them.
+            return user if await self.rules.session(user, self.modes.current) else None
+        return user
+
+
+def apply_identity(headers: dict[str, str], values: dict[str, str | None]) -> None:
+    """Set (or, for None, remove) the rules' identity values over the configured headers,
+    whatever the case either is written in."""
+    for name, value in values.items():
+        for existing in [h for h in headers if h.lower() == name.lower()]:
+            del headers[existing]
+        if value is not None:
+            headers[name] = value

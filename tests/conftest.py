@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.store", "tests.fixtures.legacy", "tests.fixtures.proxy",
     "tests.fixtures.admin", "tests.fixtures.tracker", "tests.fixtures.wiki",
+    "tests.fixtures.webhook",
 ]

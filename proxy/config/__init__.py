@@ -9,6 +9,7 @@ Every problem is collected and reported together, each naming its key (``login[1
     flows     [lookup] [reset] [signup] [password_change] [policy]
     mail      [mail]
     admin     [admin]
+    rules     [[rules]] and the [policy] keys judged at capture
     load      the whole ``Config``: parse_config, load_config and the partial loaders, ALL_KEYS
 """
 
@@ -39,6 +40,7 @@ from proxy.config.login import (
 )
 from proxy.config.mail import DEFAULT_MAIL_BODY, DEFAULT_MAIL_SUBJECT, MailConfig
 from proxy.config.reader import Secret, parse_duration, parse_listen
+from proxy.config.rules import EVENTS, CapturePolicy, RuleConfig
 from proxy.config.server import (
     LogConfig,
     MigrationConfig,
@@ -58,11 +60,13 @@ __all__ = [
     "ALL_KEYS",
     "DEFAULT_MAIL_BODY",
     "DEFAULT_MAIL_SUBJECT",
+    "EVENTS",
     "IDENTITY_FIELDS",
     "MIN_ADMIN_TOKEN_LENGTH",
     "MIN_SECRET_LENGTH",
     "AdminConfig",
     "Answer",
+    "CapturePolicy",
     "Config",
     "LimitsConfig",
     "LogConfig",
@@ -77,6 +81,7 @@ __all__ = [
     "ProfileMap",
     "ProfileSource",
     "ResetConfig",
+    "RuleConfig",
     "Secret",
     "ServerConfig",
     "SessionConfig",

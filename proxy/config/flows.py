@@ -20,6 +20,7 @@ from proxy.config.login import (
 )
 from proxy.config.matching import POST, Match, read_match
 from proxy.config.reader import TOKEN, Reader, Secret
+from proxy.config.rules import CAPTURE_POLICY_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ PASSWORD_CHANGE_KEYS = (
     "path", "format", "old", "new", "confirm", "answer", "failure", "methods", "when",
     "fresh", "forward",
 )  # fmt: skip
-POLICY_KEYS = ("min_length", "max_length")
+POLICY_KEYS = ("min_length", "max_length", *CAPTURE_POLICY_KEYS)  # those: config/rules.py
 LEGACY_CHECKS = ("always", "migrate")
 
 

@@ -34,6 +34,7 @@ from proxy.config.login import (
 )
 from proxy.config.mail import MailConfig, read_mail
 from proxy.config.reader import Reader, read_toml
+from proxy.config.rules import CapturePolicy, RuleConfig, read_capture_policy, read_rules
 from proxy.config.server import (
     LogConfig,
     MigrationConfig,
@@ -85,6 +86,8 @@ class Config:
     limits: LimitsConfig = LimitsConfig()  # noqa: RUF009
     # [[hashes.recipe]]: the operator's legacy hash formats (issue 17), self-tested.
     recipes: tuple[Recipe, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()  # [[rules]] (issue 16)
+    capture_policy: CapturePolicy = CapturePolicy()  # noqa: RUF009
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -118,6 +121,8 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         policy=read_policy(r, raw),
         limits=read_limits(r, raw),
         recipes=read_hashes(r, raw),
+        rules=read_rules(r, raw),
+        capture_policy=read_capture_policy(r, raw),
     )
     _check_features(r, config)
     r.check()
@@ -201,6 +206,7 @@ SECTIONS = (
     "server", "upstream", "store", "migration", "login", "profile", "logout",
     "session", "identity", "passwords", "log", "admin",
     "lookup", "reset", "mail", "signup", "password_change", "policy", "limits", "hashes",
+    "rules",
 )  # fmt: skip
 
 # Every documented key, so that a test can check docs/configuration.md names them all.
@@ -262,4 +268,9 @@ ALL_KEYS: tuple[str, ...] = (
     "limits.signup_ip", "limits.signup_address", "limits.rate_window",
     "hashes.recipe", "hashes.recipe.name", "hashes.recipe.steps", "hashes.recipe.pepper",
     "hashes.recipe.test",
+    # rules (issue 16)
+    "rules.name", "rules.events", "rules.call", "rules.url", "rules.secret", "rules.timeout",
+    "rules.on_error", "rules.ttl", "rules.identity_headers", "rules.options",
+    "rules.breaker_failures", "rules.breaker_interval",
+    "policy.capture_min_length", "policy.breached_list",
 )  # fmt: skip

@@ -17,6 +17,8 @@ from proxy.config import LoginRoute, SuccessRules
 from proxy.errors import LookupFailed, ProfileError, UpstreamError
 from proxy.forward import UpstreamAnswer, upstream_failure
 from proxy.legacy import fetch_profile, is_step, judge, map_profile, profile_active
+from proxy.rules.hooks import on_capture
+from proxy.rules.notify import notify
 from proxy.services import Services
 from store.base import NewUser, User
 from store.errors import Overloaded, RejectedCapture, StoreError, UserExists
@@ -43,12 +45,15 @@ async def forward_and_capture(
     before_refusal: Callable[[], Awaitable[None]] | None = None,
     step: SuccessRules | None = None,
     on_step: Callable[[], Awaitable[tuple[str, list[str]]]] | None = None,
+    on_user: Callable[[User], Awaitable[Result | None]] | None = None,
 ) -> Result:
     """Forward ``raw`` (the body as authshim read it, re-encoded) to ``target`` (the route's
     path and re-encoded query); when ``success`` holds, ``capture`` the user.
     ``before_refusal`` runs before a refusal is relayed (a login's failure pace). An answer
     ``step`` rules match (a second-factor page) is relayed and never captured; ``on_step``
-    names its outcome and the cookies to add (a multi-step login's pending capture)."""
+    names its outcome and the cookies to add (a multi-step login's pending capture).
+    ``on_user`` may answer instead of the legacy app once the user is stored (a login's rules:
+    a deny, or the must-change-password step; proxy/rules/hooks.py)."""
     url = str(request.url)  # what a relative Location is resolved against
     try:
         async with svc.forwarder.exchange(request, body=raw, target=target) as answer:
@@ -64,6 +69,8 @@ async def forward_and_capture(
                 return "legacy_refused", await svc.forwarder.respond(request, answer), None
             user = await capture(answer)
             svc.known.add_user(user)  # migrated now: never forwarded while the store is down
+            if user is not None and on_user is not None and (ruled := await on_user(user)):
+                return ruled
             cookies = [svc.sessions.issue(user)] if user else []
             response = await svc.forwarder.respond(request, answer, cookies=cookies)
             return ("captured" if user else "legacy_ok"), response, user.id if user else None
@@ -100,9 +107,18 @@ async def capture_user(
                 raise RejectedCapture("inactive")
             # An early hash (started while the legacy app judged) is shielded: the caller
             # discards it, and a cancelled capture must not leave it half-awaited.
+            ruled = await on_capture(svc, source=source, fields=fields, profile=found,
+                                     password=password)  # fmt: skip
+            if ruled is not found:  # a rule's profile must still name the same user
+                found, fields = ruled, checked_fields(
+                    identifier, map_profile(ruled, svc.config.profile), svc, validate
+                )
             phc = await (asyncio.shield(hashing) if hashing else svc.passwords.hash(password))
             new = NewUser(fields.email, fields.username, phc, found, fields.legacy_id, source)
-            return await svc.store.insert_user(new)
+            stored = await svc.store.insert_user(new)
+            notify(svc, "migrated", stored, "signup" if source == "signup" else "captured",
+                   route=path)  # fmt: skip
+            return stored
         except RejectedCapture as exc:
             reason = exc.reason
         except UserExists as exc:

@@ -37,6 +37,7 @@ from proxy.legacy import has_second_factor, judge, profile_active
 from proxy.limits import client_ip, throttled_answer
 from proxy.pacing import FailurePace, Hold
 from proxy.reading import Reading
+from proxy.rules.hooks import on_login
 from proxy.services import Services
 from store.base import User
 from store.errors import (
@@ -52,7 +53,7 @@ from store.validation import (
 # Outcomes that settle the counted attempt: a right password, or nobody judged it at all.
 SUCCEEDED = frozenset(
     {"local_ok", "rehashed", "upgraded", "captured", "legacy_ok", "forwarded_unread_ok",
-     "legacy_step", "second_factor", "step_pending", "recaptured", "recapture_rejected"}
+     "legacy_step", "second_factor", "step_pending", "recaptured", "recapture_rejected", "must_change"}
 )
 UNJUDGED = frozenset({"upstream_error", "overloaded", "store_error"})
 # A wrong password, told by authshim or by the legacy app, or a user nobody has.
@@ -263,6 +264,8 @@ async def _local(
             return "second_factor_refused", failed, user.id
         forwarded = await forward_reading(request, svc, reading, target)
         return "second_factor", forwarded, user.id
+    if ruled := await on_login(request, svc, route, user, "local", reading, target, hold):
+        return ruled  # the operator's rules denied it, or a new password is due (issue 16)
     # argon2-cffi's recipe: verify, then rehash when the configured parameters changed.
     new_hash = (
         await svc.passwords.hash(password)
@@ -337,6 +340,7 @@ async def _forward_and_capture(
         return await forward_and_capture(
             request, svc, raw=reading.body, target=target, success=route.success,
             capture=capture, before_refusal=hold, step=route.step, on_step=step,
+            on_user=lambda u: on_login(request, svc, route, u, "captured", reading, target, hold),
         )  # fmt: skip
     finally:
         if early is not None:

@@ -26,6 +26,7 @@ from proxy.flows.common import (
 )
 from proxy.limits import client_ip, throttled_answer
 from proxy.policy import check_password
+from proxy.rules.notify import notify
 from proxy.services import Services
 from proxy.sessions import set_cookie
 from store.base import User
@@ -86,6 +87,7 @@ async def _change(request: web.Request, svc: Services, cfg: PasswordChangeConfig
     except StoreError:
         return "store_error", unavailable("the user store is unavailable"), user.id
     svc.sessions.forget(user.id)
+    notify(svc, "password_changed", user, "local", request=request, route=cfg.path)
     # The client that changed it keeps going on a session of the new epoch.
     cookie = set_cookie(svc.config.session, svc.sessions.codec.issue(user.id, epoch))
     if cfg.forward and submitted is not None:

@@ -26,6 +26,7 @@ from proxy.errors import BadRequestBody, WeakPassword
 from proxy.flows.common import body_format, elapsed_ms, unavailable
 from proxy.legacy import map_profile
 from proxy.policy import check_password
+from proxy.rules.notify import notify
 from proxy.services import Services
 from proxy.tokens import hash_token, same_hash, well_formed
 from store.base import NewUser, ResetToken, User
@@ -181,6 +182,8 @@ async def _apply(svc: Services, token: ResetToken, phc: str) -> Outcome:
     if token.user_id is not None:
         await svc.store.set_password(token.user_id, phc)  # also ends every session
         await _settled(svc, token.user_id, token.email)
+        if (changed := await svc.store.get_user(token.user_id)) is not None:
+            notify(svc, "password_changed", changed, "reset", route=PAGE_PATH)
         return Outcome("reset", user_id=token.user_id)
     try:
         fields = validate_capture(
@@ -201,6 +204,7 @@ async def _apply(svc: Services, token: ResetToken, phc: str) -> Outcome:
         user = user_or_none
         await svc.store.set_password(user.id, phc)
     await _settled(svc, user.id, user.email)
+    notify(svc, "migrated", user, "reset", route=PAGE_PATH)
     return Outcome("migrated", user_id=user.id)
 
 

@@ -45,6 +45,7 @@ from proxy.legacy import fetch_profile
 from proxy.limits import client_ip, throttled_answer
 from proxy.policy import check_password
 from proxy.reading import Reading
+from proxy.rules.hooks import on_signup
 from proxy.services import Services
 from store.base import NewUser, User
 from store.errors import Overloaded, RejectedCapture, StoreError, UserExists
@@ -114,6 +115,9 @@ async def _local(request: web.Request, svc: Services, cfg: SignupConfig, read: R
             return f"conflict.{taken}", render(cfg.conflict), None
         phc = await svc.passwords.hash(password)
         profile = _profile(svc, submitted, cfg, email.strip(), (username or "").strip() or None)
+        profile, denied = await on_signup(request, svc, cfg.path, fields, profile)
+        if denied is not None:
+            return "rule_denied", problem(403, denied), None  # the operator's rules (issue 16)
         user = await svc.store.insert_user(
             NewUser(fields.email, fields.username, phc, profile, None, "signup")
         )
