@@ -306,3 +306,22 @@ async def test_patch_refuses_an_email_of_another_legacy_user(
     assert status == 409 and body["where"] == "legacy" and body["field"] == "email"
     status, body = await admin.call("PATCH", path, json={"email": "bobby@example.com"})
     assert status == 200 and body["email"] == "bobby@example.com"
+
+
+async def test_patch_requires_a_new_password_at_the_next_login(admin: Admin) -> None:
+    """must_change_password: the right password then gets the must-change step, no session;
+    false lifts it again."""
+    ids = await _migrate(admin, "bob")
+    path = f"/admin/users/{ids['bob']}"
+    status, user = await admin.call("PATCH", path, json={"must_change_password": True})
+    assert status == 200
+    conforms(user, "User")
+    proxy = admin.proxy
+    proxy.client.cookie_jar.clear()
+    answer = await proxy.form_login("bob", "builder-22")
+    assert answer.status == 403 and "Choose a new password" in await answer.text()
+    assert proxy.session_cookie() is None
+    assert (await admin.call("PATCH", path, json={"must_change_password": "yes"}))[0] == 400
+    assert (await admin.call("PATCH", path, json={"must_change_password": False}))[0] == 200
+    proxy.client.cookie_jar.clear()
+    assert (await proxy.form_login("bob", "builder-22")).status == 302

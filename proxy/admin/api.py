@@ -15,13 +15,14 @@ from proxy.admin.users import BadQuery, find_users, parse_query, user_view
 from proxy.config import Config
 from proxy.errors import IdentityConflict, WeakPassword
 from proxy.flows.identity import change_identity
+from proxy.flows.must_change import with_flag
 from proxy.modes import write_mode
 from proxy.policy import check_password
 from proxy.readiness import day_before
 from store.base import MODES, User
 from store.errors import Overloaded, RejectedCapture, UserNotFound
 
-PATCH_KEYS = frozenset({"email", "username", "blocked", "password"})
+PATCH_KEYS = frozenset({"email", "username", "blocked", "password", "must_change_password"})
 MAX_DAYS = 366
 
 
@@ -69,8 +70,9 @@ def _patch_values(body: dict[str, Any]) -> dict[str, Any]:
     for name in ("email", "username", "password"):
         if name in body and not isinstance(body[name], str):
             raise BadQuery(f"{name} must be a string")
-    if "blocked" in body and not isinstance(body["blocked"], bool):
-        raise BadQuery("blocked must be true or false")
+    for name in ("blocked", "must_change_password"):
+        if name in body and not isinstance(body[name], bool):
+            raise BadQuery(f"{name} must be true or false")
     return body
 
 
@@ -101,6 +103,11 @@ async def patch_user(request: web.Request) -> web.Response:
         if not body["blocked"]:
             # An unblock also lifts brute-force blocks: a lock-out is never permanent.
             await svc.limits.clear_user([user.email, user.username], user_id=user.id)
+    if "must_change_password" in body:
+        # The must-change step at the next login (proxy/flows/must_change.py), as a rule's.
+        fresh = await _user(request)
+        profile = with_flag(fresh.profile, body["must_change_password"])
+        await svc.store.update_profile(user.id, profile)
     if password is not None:
         try:
             phc = await svc.passwords.hash(password)

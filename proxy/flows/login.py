@@ -53,7 +53,8 @@ from store.validation import (
 # Outcomes that settle the counted attempt: a right password, or nobody judged it at all.
 SUCCEEDED = frozenset(
     {"local_ok", "rehashed", "upgraded", "captured", "legacy_ok", "forwarded_unread_ok",
-     "legacy_step", "second_factor", "step_pending", "recaptured", "recapture_rejected", "must_change"}
+     "legacy_step", "second_factor", "step_pending", "recaptured", "recapture_rejected",
+     "must_change"}
 )
 UNJUDGED = frozenset({"upstream_error", "overloaded", "store_error"})
 # A wrong password, told by authshim or by the legacy app, or a user nobody has.
