@@ -27,23 +27,33 @@ class Submitted:
 
     def text(self, name: str) -> str:
         """Return the string field ``name`` (a key, or a JSON pointer); raise if absent."""
-        value = (
-            resolve_pointer(self.fields, name)
-            if name.startswith("/")
-            else self.fields.get(name, MISSING)
-        )
-        if value is MISSING:
-            raise BadRequestBody(f"the field {name!r} is missing")
-        if not isinstance(value, str):
-            raise BadRequestBody(f"the field {name!r} must be a string")
-        return value
+        return field_text(self.fields, name)
 
     def optional(self, name: str) -> str | None:
         """Return the string field ``name`` or None when it is absent or not a string."""
-        try:
-            return self.text(name)
-        except BadRequestBody:
-            return None
+        return field_optional(self.fields, name)
+
+
+def field_text(fields: dict[str, Any], name: str) -> str:
+    """The string field ``name`` of parsed ``fields`` (a key, or a JSON pointer).
+
+    Raises:
+        BadRequestBody: it is absent or not a string.
+    """
+    value = resolve_pointer(fields, name) if name.startswith("/") else fields.get(name, MISSING)
+    if value is MISSING:
+        raise BadRequestBody(f"the field {name!r} is missing")
+    if not isinstance(value, str):
+        raise BadRequestBody(f"the field {name!r} must be a string")
+    return value
+
+
+def field_optional(fields: dict[str, Any], name: str) -> str | None:
+    """The string field ``name`` of ``fields``, or None when it is absent or not a string."""
+    try:
+        return field_text(fields, name)
+    except BadRequestBody:
+        return None
 
 
 async def read_body(request: web.BaseRequest, limit: int) -> bytes:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.bodies import MISSING, resolve_pointer
+from proxy.bodies import MISSING, field_optional, field_text, resolve_pointer
 from proxy.errors import AmbiguousBody, BadRequestBody, UnreadableBody
 from proxy.reading import forms, jsonbody
 from proxy.reading.names import FRAMEWORKS, Touch, form_name
@@ -34,23 +34,11 @@ class Reading:
 
     def text(self, name: str) -> str:
         """Return the string field ``name`` (a key, or a JSON pointer); raise if absent."""
-        value = (
-            resolve_pointer(self.fields, name)
-            if name.startswith("/")
-            else self.fields.get(name, MISSING)
-        )
-        if value is MISSING:
-            raise BadRequestBody(f"the field {name!r} is missing")
-        if not isinstance(value, str):
-            raise BadRequestBody(f"the field {name!r} must be a string")
-        return value
+        return field_text(self.fields, name)
 
     def optional(self, name: str) -> str | None:
         """Return the string field ``name`` or None when it is absent or not a string."""
-        try:
-            return self.text(name)
-        except BadRequestBody:
-            return None
+        return field_optional(self.fields, name)
 
 
 def _media_type(content_type: str) -> tuple[str, dict[str, str]]:
