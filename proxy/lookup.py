@@ -67,11 +67,11 @@ class Lookup:
 
     @property
     def by_email_enabled(self) -> bool:
-        return self.config.by_email is not None
+        return self._template("email") is not None
 
     @property
     def by_username_enabled(self) -> bool:
-        return self.config.by_username is not None
+        return self._template("username") is not None
 
     async def by_email(self, email: str) -> LegacyUser | None:
         """The legacy user with this email, or None when the legacy app says 404.
@@ -79,8 +79,6 @@ class Lookup:
         Raises:
             LookupFailed: any other answer, or no answer; also a profile with another email.
         """
-        if self.config.by_email is None:
-            raise LookupFailed("lookup.by_email is not configured")
         return (await self.find("email", email))[0]
 
     async def by_username(self, username: str) -> LegacyUser | None:
@@ -89,8 +87,6 @@ class Lookup:
         Raises:
             LookupFailed: any other answer, or no answer; also a profile with another username.
         """
-        if self.config.by_username is None:
-            raise LookupFailed("lookup.by_username is not configured")
         return (await self.find("username", username))[0]
 
     async def find(self, field: str, value: str) -> tuple[LegacyUser | None, Received]:
@@ -100,7 +96,7 @@ class Lookup:
         Raises:
             LookupFailed: as ``by_email``; also a list with more than one such user.
         """
-        template = self.config.by_email if field == "email" else self.config.by_username
+        template = self._template(field)
         if template is None:
             raise LookupFailed(f"lookup.by_{field} is not configured")
         started = time.perf_counter()
@@ -113,6 +109,10 @@ class Lookup:
             raise
         self._count("found" if found else "not_found")
         return found, received
+
+    def _template(self, field: str) -> str | None:
+        """What is asked for ``field``: a URL template here, SQL in proxy/legacy_db/lookup.py."""
+        return self.config.by_email if field == "email" else self.config.by_username
 
     async def _ask(
         self, template: str, field: str, value: str

@@ -10,6 +10,7 @@ Every problem is collected and reported together, each naming its key (``login[1
     mail      [mail]
     admin     [admin]
     rules     [[rules]] and the [policy] keys judged at capture
+    legacy_db [legacy_db]: the legacy app's own database as a source
     load      the whole ``Config``: parse_config, load_config and the partial loaders, ALL_KEYS
 """
 
@@ -21,10 +22,12 @@ from proxy.config.flows import (
     ResetConfig,
     SignupConfig,
 )
+from proxy.config.legacy_db import LegacyDbConfig
 from proxy.config.load import (
     ALL_KEYS,
     Config,
     load_config,
+    load_legacy_db,
     load_readiness_days,
     load_recipes,
     load_store_config,
@@ -68,6 +71,7 @@ __all__ = [
     "Answer",
     "CapturePolicy",
     "Config",
+    "LegacyDbConfig",
     "LimitsConfig",
     "LogConfig",
     "LoginRoute",
@@ -91,6 +95,7 @@ __all__ = [
     "UpstreamConfig",
     "is_loopback",
     "load_config",
+    "load_legacy_db",
     "load_readiness_days",
     "load_recipes",
     "load_store_config",

@@ -36,6 +36,8 @@ class LookupConfig:
     # A search answer: the pointer to its list, searched for the one element whose [profile]
     # email (by_email) or username (by_username) equals the identifier. None: no list.
     list: str | None = None
+    # "database": asked of [legacy_db] find_user instead of by_email/by_username (issue 17).
+    source: str = "http"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +100,9 @@ class PolicyConfig:
     max_length: int = 1024
 
 
-LOOKUP_KEYS = ("by_email", "by_username", "method", "headers", "timeout", "pointer", "list")
+LOOKUP_KEYS = (
+    "by_email", "by_username", "method", "headers", "timeout", "pointer", "list", "source",
+)  # fmt: skip
 RESET_KEYS = (
     "request_path", "format", "email", "answer", "link", "expires", "done", "confirm_path",
     "template", "request_query", "unknown", "methods", "when",
@@ -121,7 +125,11 @@ def read_lookup(r: Reader, doc: Mapping[str, Any]) -> LookupConfig | None:
     with r.table(doc, "lookup", LOOKUP_KEYS) as t:
         by_email = _url_template(r, t, "by_email", "{email}")
         by_username = _url_template(r, t, "by_username", "{username}")
-        if not (t.get("by_email") or t.get("by_username")):
+        source = r.choice(t, "source", ("http", "database"))
+        if source == "database" and (t.get("by_email") or t.get("by_username")):
+            r.error("source", "'database' asks [legacy_db] find_user: leave out by_email and "
+                    "by_username")  # fmt: skip
+        elif source == "http" and not (t.get("by_email") or t.get("by_username")):
             r.error("", "needs by_email or by_username (or both)")
         headers: list[tuple[str, Secret]] = []
         raw_headers = r.get(t, "headers", dict, {})
@@ -139,6 +147,7 @@ def read_lookup(r: Reader, doc: Mapping[str, Any]) -> LookupConfig | None:
             timeout=r.duration(t, "timeout", 5.0),
             pointer=r.pointer(t, "pointer", "") or "",
             list=_list_pointer(r, t),
+            source=source,
         )
 
 

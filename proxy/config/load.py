@@ -24,6 +24,7 @@ from proxy.config.flows import (
     read_signup,
 )
 from proxy.config.hashes import read_hashes
+from proxy.config.legacy_db import LegacyDbConfig, read_legacy_db
 from proxy.config.login import (
     LoginRoute,
     LogoutConfig,
@@ -88,6 +89,7 @@ class Config:
     recipes: tuple[Recipe, ...] = ()
     rules: tuple[RuleConfig, ...] = ()  # [[rules]] (issue 16)
     capture_policy: CapturePolicy = CapturePolicy()  # noqa: RUF009
+    legacy_db: LegacyDbConfig | None = None  # [legacy_db] (issue 17)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -123,6 +125,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         recipes=read_hashes(r, raw),
         rules=read_rules(r, raw),
         capture_policy=read_capture_policy(r, raw),
+        legacy_db=read_legacy_db(r, raw),
     )
     _check_features(r, config)
     r.check()
@@ -146,6 +149,19 @@ def load_recipes(path: str | Path, env: Mapping[str, str] | None = None) -> tupl
     recipes = read_hashes(r, raw)
     r.check()
     return recipes
+
+
+def load_legacy_db(
+    path: str | Path, env: Mapping[str, str] | None = None
+) -> tuple[LegacyDbConfig | None, ProfileMap]:
+    """Read only ``[legacy_db]`` and ``[profile]``: what ``authshim import --from-db`` needs
+    besides the store."""
+    raw = read_toml(path)
+    r = Reader(os.environ if env is None else env)
+    config = read_legacy_db(r, raw)
+    mapping = read_profile_map(r, raw)
+    r.check()
+    return config, mapping
 
 
 def load_readiness_days(path: str | Path) -> int:
@@ -172,6 +188,12 @@ def _check_features(r: Reader, config: Config) -> None:
         r.error("signup.legacy_check", "'always' (the default) needs [lookup]; set 'migrate' "
                 "only when the legacy app no longer trusts identity headers after cut-over, "
                 "or no legacy user is left unmigrated")  # fmt: skip
+    if config.lookup is not None and config.lookup.source == "database":
+        db = config.legacy_db
+        if db is not None and db.by_email is None and db.by_username is None:
+            r.error("lookup.source", "'database' needs [legacy_db.find_user]")
+        elif db is None:
+            r.error("lookup.source", "'database' needs [legacy_db]")
     if config.profile.refresh_on_login and config.lookup is None:
         r.error("profile.refresh_on_login", "needs [lookup]")
     for i, route in enumerate(config.logins):
@@ -206,7 +228,7 @@ SECTIONS = (
     "server", "upstream", "store", "migration", "login", "profile", "logout",
     "session", "identity", "passwords", "log", "admin",
     "lookup", "reset", "mail", "signup", "password_change", "policy", "limits", "hashes",
-    "rules",
+    "rules", "legacy_db",
 )  # fmt: skip
 
 # Every documented key, so that a test can check docs/configuration.md names them all.
@@ -273,4 +295,9 @@ ALL_KEYS: tuple[str, ...] = (
     "rules.on_error", "rules.ttl", "rules.identity_headers", "rules.options",
     "rules.breaker_failures", "rules.breaker_interval",
     "policy.capture_min_length", "policy.breached_list",
+    # the legacy database as a source (issue 17)
+    "legacy_db.url", "legacy_db.pool_size", "legacy_db.timeout", "legacy_db.hash_column",
+    "legacy_db.find_user", "legacy_db.find_user.by_email", "legacy_db.find_user.by_username",
+    "legacy_db.list_users", "legacy_db.list_users.sql", "legacy_db.list_users.key",
+    "legacy_db.list_users.start", "lookup.source",
 )  # fmt: skip

@@ -1,0 +1,524 @@
+"""[legacy_db]: the legacy app's own database as a source (proxy/legacy_db), with the shipped
+templates of recipes/legacy-db run against the real apps' tables: Django's auth_user migrated
+by Django itself (SQLite and PostgreSQL), WordPress's wp_users/wp_usermeta on MariaDB with
+hashes made by PHP, and Drupal 7's users table with published hashes."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tomllib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.cli import main
+from proxy.config import LookupConfig, ProfileMap, parse_config
+from proxy.config.legacy_db import LegacyDbConfig, read_legacy_db
+from proxy.config.login import read_profile_map
+from proxy.config.reader import Reader, Secret
+from proxy.errors import ConfigError, LookupFailed
+from proxy.legacy_db import Source, create_legacy_db
+from proxy.legacy_db.base import compile_template
+from proxy.legacy_db.errors import LegacyDbUnavailable
+from proxy.legacy_db.importing import import_from_db
+from proxy.legacy_db.lookup import DatabaseLookup
+from store.factory import create_store
+from store.hashes import Hashes, identify, verify
+from tests.fixtures.proxy import EXAMPLE, SECRET
+from tests.fixtures.store import PG_DSN
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "legacy-db"
+PHPASS_CLASS = Path("/usr/share/wordpress/wp-includes/class-phpass.php")
+# Django's users: (username, email, password, active); "dave" has an unusable password.
+DJANGO_USERS = [
+    ("alice", "Alice@Example.com", "wonderland-1", True),
+    ("bob", "bob@example.com", "builder-22", True),
+    ("carol", "carol@example.com", "singer-333", False),
+    ("erin", "erin@example.com", "erin-pass-4", True),
+    ("frank", "frank@example.com", "frank-pass-5", True),
+]
+DJANGO_SCRIPT = """
+import os, sys, django
+from django.conf import settings
+db = {"ENGINE": "django.db.backends." + os.environ["DJ_ENGINE"], "NAME": os.environ["DJ_NAME"]}
+if os.environ["DJ_ENGINE"] == "postgresql":
+    db.update(HOST="127.0.0.1", PORT="5432", USER="postgres",
+              OPTIONS={"options": "-c search_path=" + os.environ["DJ_SCHEMA"]})
+settings.configure(
+    DATABASES={"default": db},
+    INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
+    PASSWORD_HASHERS=["django.contrib.auth.hashers.PBKDF2PasswordHasher",
+                      "django.contrib.auth.hashers.MD5PasswordHasher"],
+    USE_TZ=True,
+)
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0, interactive=False)
+from django.contrib.auth.models import User
+for name, email, password, active in %r:
+    User.objects.create_user(name, email, password, first_name=name.title(), is_active=active)
+User.objects.create_user("dave", "dave@example.com", None)  # an unusable password
+"""
+WP_PASSWORDS = {"admin": "wp-admin-pass", "editor": "wp-editor-pass", "author": "wp-pass-ü"}
+WP_PHP = r"""
+require $argv[1];
+$wp = new PasswordHash(8, true);
+echo json_encode([
+  'admin' => $wp->HashPassword($argv[2]),
+  'editor' => $wp->HashPassword($argv[3]),
+  // WordPress 6.8's wp_hash_password, written out (Debian's WordPress predates 6.8):
+  'author' => '$wp' . password_hash(
+      base64_encode(hash_hmac('sha384', $argv[4], 'wp-sha384', true)), PASSWORD_BCRYPT,
+      ['cost' => 5]),
+]);
+"""
+# WordPress's own definitions (wp-admin/includes/schema.php, single site).
+WP_SCHEMA = [
+    """CREATE TABLE wp_users (
+    ID bigint(20) unsigned NOT NULL auto_increment,
+    user_login varchar(60) NOT NULL default '',
+    user_pass varchar(255) NOT NULL default '',
+    user_nicename varchar(50) NOT NULL default '',
+    user_email varchar(100) NOT NULL default '',
+    user_url varchar(100) NOT NULL default '',
+    user_registered datetime NOT NULL default '0000-00-00 00:00:00',
+    user_activation_key varchar(255) NOT NULL default '',
+    user_status int(11) NOT NULL default '0',
+    display_name varchar(250) NOT NULL default '',
+    PRIMARY KEY  (ID),
+    KEY user_login_key (user_login),
+    KEY user_nicename (user_nicename),
+    KEY user_email (user_email)
+    ) DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci""",
+    """CREATE TABLE wp_usermeta (
+    umeta_id bigint(20) unsigned NOT NULL auto_increment,
+    user_id bigint(20) unsigned NOT NULL default '0',
+    meta_key varchar(255) default NULL,
+    meta_value longtext,
+    PRIMARY KEY  (umeta_id),
+    KEY user_id (user_id),
+    KEY meta_key (meta_key(191))
+    ) DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci""",
+]
+# Drupal 7's users table (modules/user/user.install, the columns read) and published hashes.
+DRUPAL_SCHEMA = """CREATE TABLE users (
+    uid INTEGER NOT NULL DEFAULT 0 PRIMARY KEY, name VARCHAR(60) NOT NULL DEFAULT '',
+    pass VARCHAR(128) NOT NULL DEFAULT '', mail VARCHAR(254) DEFAULT '',
+    created INTEGER NOT NULL DEFAULT 0, status INTEGER NOT NULL DEFAULT 0)"""
+DRUPAL_USERS = [
+    (0, "", "", "", 0, 0),  # the anonymous user
+    (1, "admin", "$S$D2sypG2KL6EjTo08zxDCAx4D3lcAQx7Tk.hydYvH/hEDiNfo2AHS", "a@d7.test", 1, 1),
+    (2, "huan", "$S$DXZrp425p2VN9LXpDWxiBeqSZSPexyZNNPUo80fTTN2e/W15a97G", "h@d7.test", 1, 1),
+    (3, "cook", "$S$Dr3Hm8Od9X0Ux/olZ.B8Uwh6./3E1l4nPfXebovKVvMB9zcmjkTn", "c@d7.test", 1, 0),
+]
+DRUPAL_PASSWORDS = {"admin": "admin1", "huan": "huan", "cook": "Cookies1"}
+
+
+def recipe(name: str, url: str) -> tuple[LegacyDbConfig, ProfileMap]:
+    """A shipped template with its url set, read as authshim reads its config."""
+    doc = tomllib.loads((RECIPES / f"{name}.toml").read_text())
+    doc["legacy_db"]["url"] = url
+    r = Reader({})
+    config = read_legacy_db(r, doc)
+    mapping = read_profile_map(r, doc)
+    r.check()
+    assert config is not None
+    return config, mapping
+
+
+def parse(section: dict[str, Any]) -> LegacyDbConfig | None:
+    r = Reader({})
+    config = read_legacy_db(r, {"legacy_db": section})
+    r.check()
+    return config
+
+
+# --- config and placeholders ---------------------------------------------------------------
+
+
+def test_placeholders_are_bound_in_each_drivers_style() -> None:
+    """:names become $n, %s (a literal % doubled) or ?; a PostgreSQL cast :: is left alone."""
+    sql = "SELECT id::text FROM u WHERE e = :email AND n LIKE 'a%' AND e <> :email"
+    assert compile_template(sql, "dollar") == (
+        "SELECT id::text FROM u WHERE e = $1 AND n LIKE 'a%' AND e <> $2",
+        ("email", "email"),
+    )
+    assert compile_template(sql, "format")[0].endswith("e = %s AND n LIKE 'a%%' AND e <> %s")
+    assert compile_template(sql, "qmark")[0].endswith("e = ? AND n LIKE 'a%' AND e <> ?")
+
+
+def test_config_refuses_templates_that_do_not_read_or_bind() -> None:
+    """A template that writes, lacks its placeholder or uses another one is refused by key;
+    a bad URL is named by its scheme only (the URL may carry a password)."""
+    with pytest.raises(ConfigError) as caught:
+        parse(
+            {
+                "url": "mssql://sa:hunter2@db/x",
+                "find_user": {
+                    "by_email": "UPDATE u SET x = 1 WHERE e = :email",
+                    "by_username": "SELECT * FROM u WHERE n = 'x'",
+                },
+                "list_users": {"sql": "SELECT * FROM u WHERE id > :after AND e = :email"},
+            }
+        )
+    text = str(caught.value)
+    assert "legacy_db.find_user.by_email: must be one SELECT statement" in text
+    assert "legacy_db.find_user.by_username: must bind :username" in text
+    assert "legacy_db.list_users.sql: must bind :limit" in text
+    assert "legacy_db.list_users.sql: has no value for :email" in text
+    assert "legacy_db.url: must start with" in text and "hunter2" not in text
+
+
+def test_lookup_source_database_needs_legacy_db(tmp_path: Path) -> None:
+    """[lookup] source = "database" without [legacy_db] is refused; with it, it parses."""
+    doc = {**EXAMPLE, "lookup": {"source": "database"}}
+    env = {"AUTHSHIM_SECRET": SECRET}
+    with pytest.raises(ConfigError, match=r"lookup.source: 'database' needs \[legacy_db\]"):
+        parse_config(doc, env)
+    db = tmp_path / "x.db"
+    doc["legacy_db"] = {
+        "url": f"sqlite:///{db}",
+        "find_user": {"by_email": "SELECT * FROM u WHERE e = :email"},
+    }
+    config = parse_config(doc, env)
+    assert config.lookup is not None and config.lookup.source == "database"
+    assert config.legacy_db is not None and config.legacy_db.driver == "sqlite"
+
+
+# --- Django: auth_user migrated by Django -------------------------------------------------
+
+
+def _django(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "-c", DJANGO_SCRIPT % (DJANGO_USERS,)],
+        env={**os.environ, **env},
+        check=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def django_sqlite(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite database migrated by Django, with its users made by Django."""
+    path = tmp_path_factory.mktemp("django") / "legacy.sqlite3"
+    _django({"DJ_ENGINE": "sqlite3", "DJ_NAME": str(path)})
+    return f"sqlite:///{path}"
+
+
+def _pg_down() -> str | None:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return None
+    except OSError as exc:
+        return f"no PostgreSQL at 127.0.0.1:5432 ({exc.strerror or exc})"
+
+
+@pytest.fixture(scope="module")
+def django_postgres() -> Iterator[str]:
+    """Django's auth_user migrated by Django into a private PostgreSQL schema."""
+    if reason := _pg_down():
+        pytest.skip(reason)
+    pytest.importorskip("psycopg")
+    import asyncpg
+
+    schema = f"dj_{uuid.uuid4().hex[:10]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE SCHEMA "{schema}"'))
+    try:
+        _django({"DJ_ENGINE": "postgresql", "DJ_NAME": "test", "DJ_SCHEMA": schema})
+        yield f"{PG_DSN}?search_path={schema}"
+    finally:
+        asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def django_url(request: pytest.FixtureRequest) -> str:
+    """Django's database on each backend."""
+    name = "django_sqlite" if request.param == "sqlite" else "django_postgres"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+async def django_source(django_url: str) -> AsyncIterator[tuple[Source, ProfileMap]]:
+    config, mapping = recipe("django", django_url)
+    source = Source(config, create_legacy_db(config))
+    try:
+        yield source, mapping
+    finally:
+        await source.close()
+
+
+async def test_django_find_user_reads_profile_and_hash(
+    django_source: tuple[Source, ProfileMap],
+) -> None:
+    """The Django template finds a user by email (any case) and by username: the profile
+    without the hash, and Django's own hash, which the legacy verifier accepts."""
+    source, _ = django_source
+    [by_email] = await source.find_user("email", "alice@EXAMPLE.com")
+    [by_name] = await source.find_user("username", "alice")
+    assert by_email == by_name
+    assert by_email.profile["given_name"] == "Alice"
+    assert "password_hash" not in by_email.profile and "password" not in by_email.profile
+    assert by_email.password_hash is not None
+    assert by_email.password_hash.startswith("pbkdf2_sha256$")
+    assert verify(by_email.password_hash, "wonderland-1")
+    assert not verify(by_email.password_hash, "wonderland-2")
+    assert isinstance(by_email.profile["date_joined"], str)  # a datetime, as JSON holds it
+    assert await source.find_user("username", "nobody") == []
+
+
+async def test_django_import_from_db_pages_and_resumes(
+    django_source: tuple[Source, ProfileMap], tmp_path: Path
+) -> None:
+    """--from-db lists every Django user in pages of 2: the active users with usable hashes
+    are imported, the inactive and the unusable refused; a second run doubles nobody."""
+    source, mapping = django_source
+    store = create_store(f"sqlite:///{tmp_path / 'a.db'}")
+    await store.open()
+    try:
+        first = await import_from_db(store, source, mapping, Hashes(), page=2)
+        again = await import_from_db(store, source, mapping, Hashes(), page=2)
+        alice = await store.find_user("alice@example.com")
+    finally:
+        await store.close()
+    assert first.read == 6 and first.inserted == 4
+    assert first.refused == {"blocked": 1, "unknown_hash_format": 1}
+    assert again.inserted == 0 and again.updated == 0 and again.unchanged == 4
+    assert alice is not None and alice.password_hash.startswith("pbkdf2_sha256$")
+
+
+async def test_database_lookup_answers_like_the_http_one(
+    django_source: tuple[Source, ProfileMap],
+) -> None:
+    """[lookup] source = "database": found, not found, and a database that is gone is
+    LookupFailed (never "not found")."""
+    source, mapping = django_source
+    lookup = DatabaseLookup(LookupConfig(source="database"), source, None, mapping)  # type: ignore[arg-type]
+    assert lookup.by_email_enabled and lookup.by_username_enabled
+    found = await lookup.by_email("bob@example.com")
+    assert found is not None and found.fields.username == "bob"
+    assert "password_hash" not in found.profile
+    assert await lookup.by_username("zed") is None
+    gone = LegacyDbConfig(
+        Secret("sqlite:////nonexistent/x.db"), "sqlite", by_email=source.config.by_email
+    )
+    broken = DatabaseLookup(
+        LookupConfig(source="database"),
+        Source(gone, create_legacy_db(gone)),
+        None,
+        mapping,  # type: ignore[arg-type]
+    )
+    with pytest.raises(LookupFailed):
+        await broken.by_email("bob@example.com")
+
+
+async def test_two_rows_for_one_identifier_fail_the_lookup(django_sqlite: str) -> None:
+    """A template that finds two users for one email is LookupFailed, never a guess."""
+    config, mapping = recipe("django", django_sqlite)
+    loose = LegacyDbConfig(
+        config.url,
+        "sqlite",
+        by_email=(
+            "SELECT id, email, username FROM auth_user WHERE :email <> '' ORDER BY id LIMIT 2"
+        ),
+    )
+    source = Source(loose, create_legacy_db(loose))
+    lookup = DatabaseLookup(LookupConfig(source="database"), source, None, mapping)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(LookupFailed, match="2 rows"):
+            await lookup.by_email("bob@example.com")
+    finally:
+        await source.close()
+
+
+async def test_connections_are_read_only(django_url: str) -> None:
+    """A statement that writes fails in the database itself, past the config's check."""
+    writes = LegacyDbConfig(
+        Secret(django_url),
+        "postgresql" if "postgres" in django_url else "sqlite",
+        by_email="UPDATE auth_user SET first_name = 'x' WHERE email = :email",
+    )
+    source = Source(writes, create_legacy_db(writes))
+    try:
+        with pytest.raises(LegacyDbUnavailable):
+            await source.find_user("email", "bob@example.com")
+    finally:
+        await source.close()
+    config, _ = recipe("django", django_url)
+    check = Source(config, create_legacy_db(config))
+    try:
+        [bob] = await check.find_user("username", "bob")
+    finally:
+        await check.close()
+    assert bob.profile["given_name"] == "Bob"
+
+
+async def test_cli_import_from_db(django_sqlite: str, tmp_path: Path) -> None:
+    """`authshim import --from-db --json` imports Django's users and reports them by format."""
+    store = create_store(f"sqlite:///{tmp_path / 's.db'}")
+    await store.open()
+    await store.close()
+    text = (
+        (RECIPES / "django.toml")
+        .read_text()
+        .replace('"env:LEGACY_DB_URL"', json.dumps(django_sqlite))
+    )
+    config = tmp_path / "authshim.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "s.db"}"\n\n' + text)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        args = ["import", "--from-db", "--config", str(config), "--json", "--batch", "2"]
+        code = await asyncio.to_thread(main, args)
+    assert code == 0
+    report = json.loads(out.getvalue())
+    assert report["read"] == 6 and report["formats"] == {"django_pbkdf2": 4}
+    assert report["inserted"] == 4 and report["dry_run"] is False
+
+
+# --- WordPress on MariaDB -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wordpress_url() -> Iterator[str]:
+    """WordPress's two user tables on MariaDB, with hashes made by PHP: phpass $P$ (up to
+    WordPress 6.7) for admin and editor, 6.8's $wp$2y$ for author."""
+    if not shutil.which("php") or not PHPASS_CLASS.exists():
+        pytest.skip("php-cli or Debian's wordpress package is not installed (.ci/run does)")
+    try:
+        socket.create_connection(("127.0.0.1", 3306), timeout=1).close()
+    except OSError:
+        pytest.skip("no MariaDB at 127.0.0.1:3306 (.ci/run starts it)")
+    import pymysql
+
+    hashes = json.loads(
+        subprocess.run(
+            ["php", "-r", WP_PHP, str(PHPASS_CLASS), *WP_PASSWORDS.values()],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
+    name = f"wp_{uuid.uuid4().hex[:10]}"
+    conn = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
+    try:
+        with conn.cursor() as c:
+            c.execute(f"CREATE DATABASE {name}")
+            c.execute(f"USE {name}")
+            for ddl in WP_SCHEMA:
+                c.execute(ddl)
+            for i, login in enumerate(WP_PASSWORDS, start=1):
+                c.execute(
+                    "INSERT INTO wp_users (ID, user_login, user_pass, user_nicename, user_email,"
+                    " user_registered, display_name) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        i,
+                        login,
+                        hashes[login],
+                        login,
+                        f"{login}@wp.test",
+                        "2024-01-02 03:04:05",
+                        login.title(),
+                    ),
+                )
+                c.execute(
+                    "INSERT INTO wp_usermeta (user_id, meta_key, meta_value) VALUES"
+                    " (%s, 'first_name', %s), (%s, 'last_name', 'Press')",
+                    (i, login.title(), i),
+                )
+        yield f"mysql://root@127.0.0.1:3306/{name}"
+    finally:
+        with conn.cursor() as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.close()
+
+
+async def test_wordpress_template_on_mariadb(wordpress_url: str, tmp_path: Path) -> None:
+    """The WordPress template finds users by email (any case) and login with their usermeta
+    names; both hash generations verify; the import lists them all; writes are refused."""
+    config, mapping = recipe("wordpress", wordpress_url)
+    source = Source(config, create_legacy_db(config))
+    store = create_store(f"sqlite:///{tmp_path / 'a.db'}")
+    await store.open()
+    try:
+        [admin] = await source.find_user("email", "ADMIN@wp.test")
+        [author] = await source.find_user("username", "author")
+        report = await import_from_db(store, source, mapping, Hashes(), page=2)
+        writes = LegacyDbConfig(
+            config.url, "mysql", by_email="DELETE FROM wp_users WHERE user_email = :email"
+        )
+        writer = Source(writes, create_legacy_db(writes))
+        try:
+            with pytest.raises(LegacyDbUnavailable):
+                await writer.find_user("email", "admin@wp.test")
+        finally:
+            await writer.close()
+        [still] = await source.find_user("username", "admin")
+    finally:
+        await source.close()
+        await store.close()
+    assert admin.profile == {
+        "id": 1,
+        "email": "admin@wp.test",
+        "username": "admin",
+        "name": "Admin",
+        "given_name": "Admin",
+        "family_name": "Press",
+        "user_registered": "2024-01-02T03:04:05",
+        "user_status": 0,
+    }
+    assert admin.password_hash is not None and admin.password_hash.startswith("$P$")
+    assert author.password_hash is not None and author.password_hash.startswith("$wp$2y$")
+    for row, login in ((admin, "admin"), (author, "author")):
+        assert row.password_hash is not None
+        assert verify(row.password_hash, WP_PASSWORDS[login])
+        assert not verify(row.password_hash, WP_PASSWORDS[login] + "x")
+    assert report.inserted == 3 and report.refused == {}
+    assert still.profile["username"] == "admin"
+
+
+# --- Drupal 7 -----------------------------------------------------------------------------
+
+
+async def test_drupal7_template(tmp_path: Path) -> None:
+    """The Drupal 7 template skips the anonymous uid 0, reads $S$ hashes that verify, and the
+    import refuses the blocked user (status 0)."""
+    path = tmp_path / "drupal.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(DRUPAL_SCHEMA)
+        conn.executemany("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)", DRUPAL_USERS)
+    conn.close()
+    config, mapping = recipe("drupal7", f"sqlite:///{path}")
+    source = Source(config, create_legacy_db(config))
+    store = create_store(f"sqlite:///{tmp_path / 'a.db'}")
+    await store.open()
+    try:
+        [huan] = await source.find_user("email", "H@D7.test")
+        assert await source.find_user("username", "") == []
+        report = await import_from_db(store, source, mapping, Hashes(), page=10)
+    finally:
+        await source.close()
+        await store.close()
+    assert huan.password_hash is not None
+    verifier = identify(huan.password_hash)
+    assert verifier is not None and verify(huan.password_hash, DRUPAL_PASSWORDS["huan"])
+    assert report.read == 3 and report.inserted == 2 and report.refused == {"blocked": 1}
