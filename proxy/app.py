@@ -18,8 +18,8 @@ from proxy.forward import Forwarder, create_client_session
 from proxy.guards import http09_refusal
 from proxy.headers import identity_names
 from proxy.known import KnownIdentifiers, KnownLoader
-from proxy.legacy_db import Source, create_legacy_db
-from proxy.legacy_db.lookup import DatabaseLookup
+from proxy.legacy_db import Source, create_source
+from proxy.legacy_db.lookup import build_lookup
 from proxy.limits import Limiter
 from proxy.lookup import Lookup
 from proxy.mail import Mailer, create_transport
@@ -72,24 +72,14 @@ def create_app(
 
 
 def create_lookup(
-    config: Config, client: aiohttp.ClientSession, counters: Counters,
+    config: Config,
+    client: aiohttp.ClientSession,
+    counters: Counters,
     legacy_db: Source | None = None,
 ) -> Lookup | None:
     """The legacy look-up on the app's one client session, when ``[lookup]`` is configured;
-    on the legacy database (``source = "database"``) when ``legacy_db`` is given."""
-    if config.lookup is None:
-        return None
-    case = config.migration.username_case
-    if config.lookup.source == "database" and legacy_db is not None:
-        return DatabaseLookup(config.lookup, legacy_db, client, config.profile, counters, case)
-    return Lookup(config.lookup, client, config.profile, counters, case)
-
-
-def create_legacy_source(config: Config) -> Source | None:
-    """The legacy database's templates over a pool opened at first use, when configured."""
-    if config.legacy_db is None:
-        return None
-    return Source(config.legacy_db, create_legacy_db(config.legacy_db))
+    over ``legacy_db`` when ``[lookup] source = "database"``."""
+    return build_lookup(config, client, counters, legacy_db)
 
 
 def create_mailer(config: Config, store: Store, counters: Counters) -> Mailer | None:
@@ -161,7 +151,7 @@ async def _services(
         trusted_proxies=config.server.trusted_proxies,
         public_url=config.server.public_url,
     )
-    legacy_source = create_legacy_source(config)
+    legacy_source = create_source(config.legacy_db)
     app[SERVICES] = Services(
         config=config,
         store=store,

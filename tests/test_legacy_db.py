@@ -522,3 +522,19 @@ async def test_drupal7_template(tmp_path: Path) -> None:
     verifier = identify(huan.password_hash)
     assert verifier is not None and verify(huan.password_hash, DRUPAL_PASSWORDS["huan"])
     assert report.read == 3 and report.inserted == 2 and report.refused == {"blocked": 1}
+
+
+async def test_lookup_command_asks_the_database(django_sqlite: str) -> None:
+    """`authshim lookup` with [lookup] source = "database" finds a Django user by the
+    template and prints the profile, never the hash; an unknown email is not found."""
+    from proxy.commands.lookup import lookup_once
+
+    doc = tomllib.loads((RECIPES / "django.toml").read_text())
+    doc["legacy_db"]["url"] = django_sqlite
+    config = parse_config({**EXAMPLE, **doc, "lookup": {"source": "database"}},
+                          {"AUTHSHIM_SECRET": SECRET})  # fmt: skip
+    out = io.StringIO()
+    assert await lookup_once(config, "bob@example.com", by_username=False, out=out) == 0
+    assert "Bob" in out.getvalue()
+    assert "pbkdf2" not in out.getvalue()
+    assert await lookup_once(config, "zed@example.com", by_username=False, out=io.StringIO()) == 1

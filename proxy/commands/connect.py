@@ -14,7 +14,8 @@ import aiohttp
 from proxy.commands.store import masked
 from proxy.config import Config
 from proxy.errors import LookupFailed
-from proxy.lookup import Lookup
+from proxy.legacy_db import create_source
+from proxy.legacy_db.lookup import build_lookup
 from store.errors import StoreError, StoreNotFound
 from store.factory import require_existing
 
@@ -68,9 +69,9 @@ async def _lookup(config: Config, out: TextIO) -> bool:
         print("lookup: not configured", file=out)
         return True
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        lookup = Lookup(
-            config.lookup, session, config.profile, username_case=config.migration.username_case
-        )
+        source = create_source(config.legacy_db)
+        lookup = build_lookup(config, session, source=source)
+        assert lookup is not None
         probe = PROBE_EMAIL if lookup.by_email_enabled else PROBE_USERNAME
         try:
             if lookup.by_email_enabled:
@@ -80,6 +81,9 @@ async def _lookup(config: Config, out: TextIO) -> bool:
         except LookupFailed as exc:
             print(f"lookup: FAILED: {exc}", file=out)
             return False
+        finally:
+            if source is not None:
+                await source.close()
     if found is not None:
         print(f"lookup: FAILED: it found a user for {probe}, which nobody has", file=out)
         return False

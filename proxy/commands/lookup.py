@@ -19,7 +19,9 @@ import orjson
 from proxy.cli import DEFAULT_CONFIG
 from proxy.config import Config, load_config
 from proxy.errors import LookupFailed
-from proxy.lookup import LegacyUser, Lookup, Received
+from proxy.legacy_db import create_source
+from proxy.legacy_db.lookup import build_lookup
+from proxy.lookup import LegacyUser, Received
 from store.errors import RejectedCapture
 from store.validation import normalise_identifier, validate_capture
 
@@ -50,14 +52,17 @@ async def lookup_once(config: Config, identifier: str, *, by_username: bool, out
     assert config.lookup is not None
     field = "username" if by_username else "email"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        lookup = Lookup(
-            config.lookup, session, config.profile, username_case=config.migration.username_case
-        )
+        source = create_source(config.legacy_db)
+        lookup = build_lookup(config, session, source=source)
+        assert lookup is not None
         try:
             found, received = await lookup.find(field, identifier)
         except LookupFailed as exc:
             print(f"authshim: the look-up failed: {exc}", file=sys.stderr)
             return 3
+        finally:
+            if source is not None:
+                await source.close()
     print(_received(received, field), file=out)
     if found is None:
         print(f"not found ({_why_not(received, field)})", file=out)

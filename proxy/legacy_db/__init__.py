@@ -29,4 +29,9 @@ def create_legacy_db(config: LegacyDbConfig) -> LegacyDb:
     return SqliteDb(config)
 
 
-__all__ = ["LegacyDb", "LegacyDbConfig", "Row", "Source", "create_legacy_db"]
+def create_source(config: LegacyDbConfig | None) -> Source | None:
+    """The templates over a pool opened at first use, when ``[legacy_db]`` is configured."""
+    return None if config is None else Source(config, create_legacy_db(config))
+
+
+__all__ = ["LegacyDb", "LegacyDbConfig", "Row", "Source", "create_legacy_db", "create_source"]

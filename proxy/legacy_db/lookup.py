@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from proxy.config import LookupConfig, ProfileMap
+from proxy.config import Config, LookupConfig, ProfileMap
 from proxy.errors import LookupFailed
 from proxy.legacy_db.base import Source
 from proxy.legacy_db.errors import LegacyDbError
@@ -51,3 +51,21 @@ class DatabaseLookup(Lookup):
             # SECURITY: never a guess between two users who both answer to this identifier.
             raise LookupFailed(f"{len(rows)} rows of the legacy database have this {field}")
         return self._profile(rows[0].profile, field, value), Received(200, elements=1, matched=0)
+
+
+def build_lookup(
+    config: Config,
+    session: aiohttp.ClientSession,
+    counters: Counters | None = None,
+    source: Source | None = None,
+) -> Lookup | None:
+    """The look-up ``[lookup]`` configures: over HTTP, or over ``source`` when
+    ``source = "database"``; None without ``[lookup]``."""
+    if config.lookup is None:
+        return None
+    case = config.migration.username_case
+    if config.lookup.source == "database":
+        if source is None:
+            raise ValueError('[lookup] source = "database" needs [legacy_db]')
+        return DatabaseLookup(config.lookup, source, session, config.profile, counters, case)
+    return Lookup(config.lookup, session, config.profile, counters, case)
