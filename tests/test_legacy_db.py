@@ -33,9 +33,11 @@ from proxy.legacy_db import Source, create_legacy_db
 from proxy.legacy_db.base import compile_template
 from proxy.legacy_db.errors import LegacyDbUnavailable
 from proxy.legacy_db.importing import import_from_db
+from proxy.legacy_db.judge import DatabaseJudge, Verdict
 from proxy.legacy_db.lookup import DatabaseLookup
 from store.factory import create_store
 from store.hashes import Hashes, identify, verify
+from store.passwords import HashParams, PasswordPool
 from tests.fixtures.proxy import EXAMPLE, SECRET
 from tests.fixtures.store import PG_DSN
 
@@ -538,3 +540,77 @@ async def test_lookup_command_asks_the_database(django_sqlite: str) -> None:
     assert "Bob" in out.getvalue()
     assert "pbkdf2" not in out.getvalue()
     assert await lookup_once(config, "zed@example.com", by_username=False, out=io.StringIO()) == 1
+
+
+# --- judge = "database" -------------------------------------------------------------------
+
+
+@pytest.fixture
+def cheap_pool() -> Iterator[PasswordPool]:
+    pool = PasswordPool(HashParams(time_cost=1, memory_cost=64), workers=2, queue_limit=8)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+async def test_database_judge_on_django(
+    django_source: tuple[Source, ProfileMap], cheap_pool: PasswordPool
+) -> None:
+    """The judge accepts Django's password for the user (by email or username), and refuses a
+    wrong one, an unknown user, an unusable password and an inactive user, each by name."""
+    source, mapping = django_source
+    judge = DatabaseJudge(source, mapping, cheap_pool)
+    accepted = await judge.judge("ALICE@example.com", "wonderland-1")
+    assert accepted.reason == "accepted" and accepted.user is not None
+    assert accepted.user.fields.username == "alice" and "password_hash" not in accepted.user.profile
+    assert (await judge.judge("bob", "builder-22")).reason == "accepted"
+    assert (await judge.judge("bob", "builder-23")) == Verdict("wrong_password")
+    assert (await judge.judge("nobody@example.com", "x")) == Verdict("unknown_user")
+    assert (await judge.judge("dave", "anything")) == Verdict("no_hash")
+    assert (await judge.judge("carol", "singer-333")) == Verdict("inactive")
+
+
+async def test_database_judge_on_wordpress(wordpress_url: str, cheap_pool: PasswordPool) -> None:
+    """The judge accepts WordPress's phpass ($P$) and 6.8 ($wp$2y$) hashes from MariaDB."""
+    config, mapping = recipe("wordpress", wordpress_url)
+    source = Source(config, create_legacy_db(config))
+    judge = DatabaseJudge(source, mapping, cheap_pool)
+    try:
+        for login, password in WP_PASSWORDS.items():
+            assert (await judge.judge(login, password)).reason == "accepted"
+            assert (await judge.judge(f"{login}@wp.test", password + "!")).reason == (
+                "wrong_password"
+            )
+    finally:
+        await source.close()
+
+
+async def test_database_judge_never_lets_someone_else_in(
+    django_sqlite: str, cheap_pool: PasswordPool
+) -> None:
+    """A template that finds another user than the one named is "unknown_user"; two rows and
+    a database that is gone are LookupFailed, never a wrong password."""
+    config, mapping = recipe("django", django_sqlite)
+    other = LegacyDbConfig(
+        config.url, "sqlite",
+        by_username="SELECT id, email, username, password AS password_hash FROM auth_user"
+        " WHERE username = 'bob' AND :username <> ''",
+    )  # fmt: skip
+    two = LegacyDbConfig(
+        config.url, "sqlite",
+        by_username="SELECT id, email, username, password AS password_hash FROM auth_user"
+        " WHERE :username <> '' LIMIT 2",
+    )  # fmt: skip
+    gone = LegacyDbConfig(Secret("sqlite:////nonexistent/x.db"), "sqlite", by_username="x")
+    for db, outcome in ((other, "unknown_user"), (two, None), (gone, None)):
+        source = Source(db, create_legacy_db(db))
+        try:
+            judge = DatabaseJudge(source, mapping, cheap_pool)
+            if outcome is None:
+                with pytest.raises(LookupFailed):
+                    await judge.judge("alice", "builder-22")
+            else:
+                assert (await judge.judge("alice", "builder-22")).reason == outcome
+        finally:
+            await source.close()

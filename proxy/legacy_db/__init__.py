@@ -6,6 +6,8 @@
     mysql     aiomysql (MySQL and MariaDB)
     sqlite    aiosqlite
     lookup    ``[lookup] source = "database"``
+    importing ``authshim import --from-db``
+    judge     a login's password checked against the database's hash (``judge = "database"``)
 """
 
 from __future__ import annotations

@@ -29,13 +29,18 @@ class SqliteDb:
     def __init__(self, config: LegacyDbConfig) -> None:
         self._config = config
         # SECURITY: mode=ro: a template that writes fails in SQLite too (and no file is made).
-        self._uri = f"file:{quote(os.path.abspath(sqlite_path(config.url.value)))}?mode=ro"
+        self._path = os.path.abspath(sqlite_path(config.url.value))
+        self._uri = f"file:{quote(self._path)}?mode=ro"
         self._free: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all: list[aiosqlite.Connection] = []
         self._sql: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     async def open(self) -> None:
         uri = self._uri
+        # Checked first: aiosqlite stops the thread of a failed connect without waiting for it,
+        # and the thread then outlives its event loop.
+        if not await asyncio.to_thread(os.path.isfile, self._path):
+            raise LegacyDbUnavailable(f"legacy database: no file {self._path}")
         try:
             for _ in range(self._config.pool_size):
                 conn = await aiosqlite.connect(uri, uri=True, timeout=self._config.timeout)
