@@ -38,7 +38,9 @@ from proxy.legacy_db.lookup import DatabaseLookup
 from store.factory import create_store
 from store.hashes import Hashes, identify, verify
 from store.passwords import HashParams, PasswordPool
-from tests.fixtures.proxy import EXAMPLE, SECRET
+from tests.accounts import accounts, post_form
+from tests.fixtures.legacy import FakeLegacy
+from tests.fixtures.proxy import EXAMPLE, SECRET, StartProxy
 from tests.fixtures.store import PG_DSN
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "legacy-db"
@@ -360,8 +362,9 @@ async def test_connections_are_read_only(django_url: str) -> None:
         by_email="UPDATE auth_user SET first_name = 'x' WHERE email = :email",
     )
     source = Source(writes, create_legacy_db(writes))
+    refused = "ReadOnlySQLTransaction" if "postgres" in django_url else "OperationalError"
     try:
-        with pytest.raises(LegacyDbUnavailable):
+        with pytest.raises(LegacyDbUnavailable, match=refused):
             await source.find_user("email", "bob@example.com")
     finally:
         await source.close()
@@ -470,7 +473,8 @@ async def test_wordpress_template_on_mariadb(wordpress_url: str, tmp_path: Path)
         )
         writer = Source(writes, create_legacy_db(writes))
         try:
-            with pytest.raises(LegacyDbUnavailable):
+            # 1792: "Cannot execute statement in a READ ONLY transaction"
+            with pytest.raises(LegacyDbUnavailable, match="1792"):
                 await writer.find_user("email", "admin@wp.test")
         finally:
             await writer.close()
@@ -614,3 +618,29 @@ async def test_database_judge_never_lets_someone_else_in(
                 assert (await judge.judge("alice", "builder-22")).reason == outcome
         finally:
             await source.close()
+
+
+# --- the running proxy --------------------------------------------------------------------
+
+
+async def test_sign_up_checks_the_legacy_database(
+    start_proxy: StartProxy, legacy: FakeLegacy, django_sqlite: str, tmp_path: Path
+) -> None:
+    """With [lookup] source = "database", a local sign-up under a Django user's email gets
+    the conflict answer, the legacy app's HTTP look-up is never asked, and a new email signs up."""
+    doc = tomllib.loads((RECIPES / "django.toml").read_text())
+    doc["legacy_db"]["url"] = django_sqlite
+
+    def change(raw: dict[str, Any]) -> None:
+        accounts(tmp_path / "outbox")(raw)
+        raw["lookup"] = {"source": "database"}
+        raw["legacy_db"] = doc["legacy_db"]
+
+    proxy = await start_proxy(change)
+    fields = {"email": "Frank@Example.com", "username": "someone-new", "password": "new-pass-1"}
+    answer = await post_form(proxy, "/accounts/signup/", fields)
+    assert answer[:2] == (302, "/accounts/signup/?error=exists")
+    fields = {"email": "zoe@example.com", "username": "zoe", "password": "new-pass-1"}
+    assert (await post_form(proxy, "/accounts/signup/", fields))[:2] == (302, "/private/")
+    assert legacy.lookups() == []
+    assert await proxy.svc.store.count_users() == 1

@@ -66,7 +66,9 @@ class MysqlDb:
                 conn.close()  # cut off mid-answer: never handed out again
             raise LegacyDbTimeout(f"no answer within {timeout:g}s") from None
         except (OSError, pymysql.MySQLError) as exc:
-            raise LegacyDbUnavailable(f"legacy database: {type(exc).__name__}") from None
+            # The class and MySQL's error number, not the text: that may quote the values.
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else ""
+            raise LegacyDbUnavailable(f"legacy database: {type(exc).__name__} {code}") from None
         finally:
             if conn is not None:
                 self._pool.release(conn)
