@@ -19,6 +19,7 @@ from proxy.guards import http09_refusal
 from proxy.headers import identity_names
 from proxy.known import KnownIdentifiers, KnownLoader
 from proxy.legacy_db import Source, create_source
+from proxy.legacy_db.judge import DatabaseJudge
 from proxy.legacy_db.lookup import build_lookup
 from proxy.limits import Limiter
 from proxy.lookup import Lookup
@@ -182,6 +183,9 @@ async def _services(
         resets=(resets := create_reset_queue(config, store)),
         rules=create_rules(config, client, counters),  # webhooks share the pooled session
         weak=WeakPasswords(config.capture_policy),
+        db_judge=None if legacy_source is None else DatabaseJudge(
+            legacy_source, config.profile, pool, config.migration.username_case
+        ),
     )
     tasks = [asyncio.create_task(modes.run()), asyncio.create_task(counters.run())]
     tasks.append(asyncio.create_task(limits.run()))  # purges finished limit counters

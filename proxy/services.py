@@ -8,6 +8,7 @@ from proxy.background import Background
 from proxy.config import Config
 from proxy.forward import Forwarder
 from proxy.known import KnownIdentifiers
+from proxy.legacy_db.judge import DatabaseJudge
 from proxy.limits import Limiter
 from proxy.locks import KeyedLocks
 from proxy.lookup import Lookup
@@ -52,6 +53,8 @@ class Services:
     # The operator's [[rules]] (issue 16): None when none is configured.
     rules: RuleEngine | None = None
     weak: WeakPasswords = field(default_factory=WeakPasswords)  # [policy] judged at capture
+    # judge = "database" logins (issue 17): None without [legacy_db].
+    db_judge: DatabaseJudge | None = None
 
     @property
     def cutover(self) -> bool:

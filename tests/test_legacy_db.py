@@ -644,3 +644,34 @@ async def test_sign_up_checks_the_legacy_database(
     assert (await post_form(proxy, "/accounts/signup/", fields))[:2] == (302, "/private/")
     assert legacy.lookups() == []
     assert await proxy.svc.store.count_users() == 1
+
+
+async def test_a_login_judged_by_the_legacy_database(
+    start_proxy: StartProxy, legacy: FakeLegacy, django_sqlite: str
+) -> None:
+    """judge = "database": Django's hash decides, the user is captured and answered here,
+    the legacy app never hears of the login; a wrong password and an inactive user fail."""
+    doc = tomllib.loads((RECIPES / "django.toml").read_text())
+    doc["legacy_db"]["url"] = django_sqlite
+
+    def change(raw: dict[str, Any]) -> None:
+        raw["legacy_db"] = doc["legacy_db"]
+        raw["profile"] = doc["profile"]  # the template's columns, is_active among them
+        raw["login"][1]["judge"] = "database"  # the JSON login, email + password
+
+    proxy = await start_proxy(change)
+
+    async def login(email: str, password: str) -> int:
+        async with proxy.client.post(proxy.url("/api/login"),
+                                     json={"email": email, "password": password}) as response:
+            await response.read()  # fmt: skip
+            return response.status
+
+    assert await login("alice@example.com", "wonderland-1") == 200
+    user = await proxy.svc.store.find_user("alice@example.com")
+    assert user is not None and user.password_hash.startswith("$argon2id$")
+    assert await login("alice@example.com", "wonderland-1") == 200  # now from the store
+    assert await login("bob@example.com", "builder-23") == 401
+    assert await login("carol@example.com", "singer-333") == 401  # inactive in Django
+    assert legacy.logins() == []
+    assert proxy.svc.counters.totals["login.database.inactive"] == 1

@@ -199,6 +199,8 @@ def _check_features(r: Reader, config: Config) -> None:
     for i, route in enumerate(config.logins):
         if route.profile.lookup and config.lookup is None:
             r.error(f"login[{i}].profile.lookup", "needs [lookup]")
+        if route.judge == "database" and config.legacy_db is None:
+            r.error(f"login[{i}].judge", "'database' needs [legacy_db]")
     # Routes told apart by `when` may share a path (a front controller): proxy/choose.py.
     paths: dict[str, str] = {
         _fold_path(route.path): "login" for route in config.logins if not route.match.when
@@ -247,7 +249,8 @@ ALL_KEYS: tuple[str, ...] = (
     "login.profile.fetch", "login.profile.lookup", "login.profile.token",
     "login.answer", "login.answer.redirect", "login.answer.next_param",
     "login.failure.from_legacy", "login.failure_floor", "login.step_paths",
-    "login.methods", "login.when", "logout.methods", "logout.when", "reset.methods",
+    "login.methods", "login.when", "login.judge", "logout.methods", "logout.when",
+    "reset.methods",
     "reset.when", "signup.methods", "signup.when", "password_change.methods",
     "password_change.when", "password_change.fresh", "password_change.forward",
     "login.second_factor", "login.step_expires",

@@ -109,6 +109,9 @@ class LoginRoute:
     second_factor: bool = True
     step_expires: float = 300.0
     match: Match = POST  # methods and when: which requests on the path are logins
+    # Who judges an unmigrated user's password: the legacy app ("legacy", a forwarded login)
+    # or its database ("database": [legacy_db], for logins that cannot be forwarded).
+    judge: str = "legacy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,7 @@ class LogoutConfig:
 LOGIN_KEYS = (
     "path", "format", "identifier", "password", "success", "profile", "answer", "failure",
     "failure_floor", "step", "step_paths", "second_factor", "step_expires", "methods", "when",
+    "judge",
 )  # fmt: skip
 SUCCESS_KEYS = (
     "status", "cookie", "cookie_prefix", "json", "json_equals", "location", "headers", "body",
@@ -187,6 +191,7 @@ def read_logins(r: Reader, doc: Mapping[str, Any]) -> tuple[LoginRoute, ...]:
                 second_factor=r.get(item, "second_factor", bool, True),
                 step_expires=r.duration(item, "step_expires", 300.0),
                 match=read_match(r, item, ("POST",)),
+                judge=r.choice(item, "judge", ("legacy", "database")),
             )
             if (route.step_paths or "second_factor" in item) and route.step is None:
                 r.error("step", "is required with step_paths or second_factor")

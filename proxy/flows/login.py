@@ -29,6 +29,7 @@ from proxy.flows.common import (
     session_user,
     unavailable,
 )
+from proxy.flows.dbjudge import judged_by_database
 from proxy.flows.failure import failure_answer
 from proxy.flows.identity import schedule_refresh
 from proxy.flows.recapture import may_recapture, recapture
@@ -218,6 +219,9 @@ async def _judge(
             # SECURITY: an unknown user costs the same argon2 work as a wrong password.
             await _refuse(svc, password)
             return "unknown_refused", render(route.failure), None
+        if route.judge == "database":  # the legacy database judges: nothing is forwarded
+            next_value = _next_value(reading, route)
+            return await judged_by_database(svc, route, identifier, password, hold, next_value)
         return await _forward_and_capture(
             request, svc, route, reading, target, identifier, password, hold
         )
