@@ -675,3 +675,84 @@ async def test_a_login_judged_by_the_legacy_database(
     assert await login("carol@example.com", "singer-333") == 401  # inactive in Django
     assert legacy.logins() == []
     assert proxy.svc.counters.totals["login.database.inactive"] == 1
+
+
+# --- Devise, phpBB 3, ASP.NET Identity: their tables, real hashes, on SQLite ---------------
+
+ASPNET_V3 = ("my password", "AQAAAAEAACcQAAAAEAABAgMEBQYHCAkKCwwNDg+yWU7rLgUwPZb1Itsmra7cbxw2"
+             "EFpwpVFIEtP+JIuUEw==")  # dotnet/aspnetcore PasswordHasherTest.cs  # fmt: skip
+
+
+def _bcrypt(password: str, prefix: str) -> str:
+    import bcrypt
+
+    made = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    return prefix + made[4:]  # $2a$/$2y$ are the same algorithm as pyca's $2b$
+
+
+TEMPLATES: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {
+    "devise": (
+        ["""CREATE TABLE users (id INTEGER PRIMARY KEY, email VARCHAR NOT NULL DEFAULT '',
+            encrypted_password VARCHAR NOT NULL DEFAULT '', locked_at DATETIME,
+            created_at DATETIME NOT NULL)"""],
+        [(1, "ann@rails.test", _bcrypt("ann-password", "$2a$"), None, "2020-01-01"),
+         (2, "lou@rails.test", _bcrypt("lou-password", "$2a$"), "2024-05-01", "2020-01-01")],
+    ),
+    "phpbb3": (
+        ["""CREATE TABLE phpbb_users (user_id INTEGER PRIMARY KEY, user_type INTEGER NOT NULL,
+            username VARCHAR(255) NOT NULL, username_clean VARCHAR(255) NOT NULL,
+            user_password VARCHAR(255) NOT NULL, user_email VARCHAR(100) NOT NULL,
+            user_regdate INTEGER NOT NULL DEFAULT 0)"""],
+        [(1, 2, "Googlebot", "googlebot", "", "", 0),
+         (2, 0, "Ann", "ann", _bcrypt("ann-password", "$2y$"), "ann@bb.test", 1),
+         (3, 1, "Lou", "lou", _bcrypt("lou-password", "$2y$"), "lou@bb.test", 1)],
+    ),
+    "aspnet-identity": (
+        ["""CREATE TABLE "AspNetUsers" ("Id" TEXT PRIMARY KEY, "UserName" TEXT,
+            "NormalizedUserName" TEXT, "Email" TEXT, "NormalizedEmail" TEXT,
+            "PasswordHash" TEXT, "TwoFactorEnabled" INTEGER NOT NULL, "LockoutEnd" TEXT)"""],
+        [("a1", "ann", "ANN", "ann@net.test", "ANN@NET.TEST", ASPNET_V3[1], 0, None),
+         ("b2", "lou", "LOU", "lou@net.test", "LOU@NET.TEST", ASPNET_V3[1], 0, "2999-01-01"),
+         ("c3", "tia", "TIA", "tia@net.test", "TIA@NET.TEST", ASPNET_V3[1], 1, None)],
+    ),
+}  # fmt: skip
+PASSWORDS = {"devise": "ann-password", "phpbb3": "ann-password", "aspnet-identity": ASPNET_V3[0]}
+
+
+@pytest.mark.parametrize("name", list(TEMPLATES))
+async def test_more_templates_judge_and_import(
+    name: str, tmp_path: Path, cheap_pool: PasswordPool
+) -> None:
+    """Devise, phpBB 3 and ASP.NET Identity: Ann's password is accepted by the template and
+    the verifiers; the locked, inactive or two-factor user is refused, and bots never listed."""
+    schema, rows = TEMPLATES[name]
+    path = tmp_path / f"{name}.sqlite"
+    with sqlite3.connect(path) as conn:
+        for statement in schema:
+            conn.execute(statement)
+        marks = ", ".join("?" * len(rows[0]))
+        table = statement.split("(")[0].split()[-1]
+        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+    conn.close()
+    config, mapping = recipe(name, f"sqlite:///{path}")
+    source = Source(config, create_legacy_db(config))
+    judge = DatabaseJudge(source, mapping, cheap_pool)
+    domain = {"devise": "rails", "phpbb3": "bb", "aspnet-identity": "net"}[name]
+    try:
+        accepted = await judge.judge(f"Ann@{domain}.test", PASSWORDS[name])
+        assert accepted.reason == "accepted" and accepted.user is not None
+        assert "password_hash" not in accepted.user.profile
+        assert (await judge.judge(f"ann@{domain}.test", "wrong")).reason == "wrong_password"
+        lou = ASPNET_V3[0] if name == "aspnet-identity" else "lou-password"
+        assert (await judge.judge(f"lou@{domain}.test", lou)).reason == "inactive"
+        if name == "aspnet-identity":
+            assert (await judge.judge("tia@net.test", ASPNET_V3[0])).reason == "second_factor"
+        store = create_store(f"sqlite:///{tmp_path / 'a.db'}")
+        await store.open()
+        try:
+            report = await import_from_db(store, source, mapping, Hashes(), page=10)
+        finally:
+            await store.close()
+    finally:
+        await source.close()
+    assert report.inserted == 1  # Ann; the bot is never listed, the others refused
