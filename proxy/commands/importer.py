@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -117,10 +117,9 @@ def run_from_db(args: argparse.Namespace) -> int:
     return _report(args, report)
 
 
-async def _import_db(
-    args: argparse.Namespace, source: Source, mapping: ProfileMap, hashes: Hashes, requires: bool
-) -> ImportReport:
-    bar = tqdm(unit=" users", disable=None, file=sys.stderr, desc="import")
+def _progress(total: int | None) -> tuple[tqdm[Any], Callable[[int], None]]:
+    """A progress bar on stderr and the callback that moves it to the number of users read."""
+    bar: tqdm[Any] = tqdm(total=total, unit=" users", disable=None, file=sys.stderr, desc="import")
     done = 0
 
     def progress(read: int) -> None:
@@ -128,6 +127,13 @@ async def _import_db(
         bar.update(read - done)
         done = read
 
+    return bar, progress
+
+
+async def _import_db(
+    args: argparse.Namespace, source: Source, mapping: ProfileMap, hashes: Hashes, requires: bool
+) -> ImportReport:
+    bar, progress = _progress(None)
     try:
         async with opened_store(args) as store:
             return await import_from_db(
@@ -150,14 +156,7 @@ def _rules(args: argparse.Namespace) -> tuple[Hashes, bool]:
 async def _import(
     args: argparse.Namespace, handle: BinaryIO, total: int, hashes: Hashes, requires: bool
 ) -> ImportReport:
-    bar = tqdm(total=total, unit=" users", disable=None, file=sys.stderr, desc="import")
-    done = 0
-
-    def progress(read: int) -> None:
-        nonlocal done
-        bar.update(read - done)
-        done = read
-
+    bar, progress = _progress(total)
     try:
         async with opened_store(args) as store:
             return await run_import(
