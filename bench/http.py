@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import nginx, wrk
-from bench.procs import Cores, Sampler, authshim, free_port, started, tree
+from bench.procs import Cores, Sampler, authshim, free_port, started, tree, wait_port
 from bench.report import Row
 from bench.seed import Argon2, email, write_config
 from bench.stubs import PASSWORD
@@ -57,6 +57,7 @@ def _c(cores: Sequence[int]) -> str:
 class Authshim:
     port: int
     pid: int
+    forward_auth_port: int | None = None  # the lean listener's, when it runs
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -70,12 +71,15 @@ def running(
     upstream: str,
     cores: Sequence[int] | None = None,
     failure_floor: str = "auto",
+    forward_auth: bool = False,
 ) -> Iterator[Authshim]:
-    """``authshim serve --workers N`` with a generated config, until the block ends."""
+    """``authshim serve --workers N`` with a generated config, until the block ends; with
+    the lean forward-auth listener too when ``forward_auth``."""
     port = free_port()
+    fa_port = free_port() if forward_auth else None
     config = write_config(
         env.work / f"{name}.toml", port=port, upstream=upstream, store=env.store_url,
-        argon2=env.argon2, failure_floor=failure_floor,
+        argon2=env.argon2, failure_floor=failure_floor, forward_auth_port=fa_port,
     )  # fmt: skip
     argv = authshim(config, env.workers)
     with started(argv, port, env.work / f"{name}.log", cores=cores) as proc:
@@ -85,7 +89,9 @@ def running(
                 raise RuntimeError(f"authshim did not start {env.workers} workers")
             time.sleep(0.05)
         time.sleep(0.5 if env.workers > 1 else 0.1)  # every worker bound and warm
-        yield Authshim(port, proc.pid)
+        if fa_port is not None:
+            wait_port(fa_port, proc)
+        yield Authshim(port, proc.pid, fa_port)
 
 
 def session_cookie(proxy: Authshim, name: str = "m1") -> str:

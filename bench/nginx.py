@@ -48,6 +48,7 @@ _UPSTREAM = """
     root {dir}/www;
     location = /small {{ default_type text/plain; return 200 "{small}"; }}
     location = /large {{ default_type application/octet-stream; }}
+    location = /empty {{ return 204; }}
     location / {{ default_type text/plain; return 200 "{small}"; }}
   }}
 """

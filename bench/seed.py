@@ -54,9 +54,12 @@ def write_config(
     queue_limit: int = 64,
     hash_workers: int = 0,
     failure_floor: str = "auto",
+    forward_auth_port: int | None = None,
 ) -> Path:
     """An authshim config in front of the legacy stub (form and JSON login routes, password
-    resets answered by authshim, their mail written to ``mail_folder(path.parent)``)."""
+    resets answered by authshim, their mail written to ``mail_folder(path.parent)``), with
+    the lean forward-auth listener on ``forward_auth_port`` when given."""
+    fa_listen = f"forward_auth_listen = {json.dumps(f'127.0.0.1:{forward_auth_port}')}"
     s = json.dumps
     legacy = upstream.rstrip("/")
     path.write_text(
@@ -118,6 +121,7 @@ from = {s("noreply@" + DOMAIN)}
 [session]
 secret = {s(SECRET)}
 secure = false
+{fa_listen if forward_auth_port else ""}
 
 [identity]
 "X-Forwarded-User" = "username"

@@ -13,8 +13,8 @@ from aiohttp import web
 from proxy.admin.metrics import METRICS, Metrics
 from proxy.config import Config
 from proxy.flows import reset
-from proxy.flows.session import USER_ID_HEADER
 from proxy.forward import Forwarder, create_client_session
+from proxy.forward_auth.answer import USER_ID_HEADER
 from proxy.guards import http09_refusal
 from proxy.headers import identity_names
 from proxy.known import KnownIdentifiers, KnownLoader

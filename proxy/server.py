@@ -13,20 +13,26 @@ addresses that another authshim (or any program) already serves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 
 from aiohttp import web
 
 from proxy import log, ports
 from proxy.admin.app import run_admin_site
-from proxy.app import create_app
+from proxy.admin.metrics import METRICS
+from proxy.app import SERVICES, create_app
 from proxy.config import Config
 from proxy.errors import ListenError
+from proxy.forward_auth.listener import Listener, unix_socket
+from proxy.forward_auth.listener import start as start_forward_auth
 
 DRAIN_TIMEOUT = 15.0  # seconds requests in flight at SIGTERM get to be read and answered
 SHUTDOWN_TIMEOUT = 2.0  # then: answers finish writing, handlers still running are cancelled
@@ -52,20 +58,31 @@ def serve(config: Config, *, workers: int = 1) -> int:
     """Run authshim until SIGTERM or SIGINT; return the exit status."""
     if workers < 1:
         raise ValueError("workers must be 1 or more")
-    if workers > 1 and config.server.port == 0:
-        # Each worker would bind its own random port: there would be no shared port.
-        print("authshim: --workers needs a fixed port in server.listen, not 0", file=sys.stderr)
-        return 2
+    fa = config.session.forward_auth_listen
+    for key, port in (("server.listen", config.server.port),
+                      ("session.forward_auth_listen", fa.port if fa and not fa.path else None)):
+        if workers > 1 and port == 0:
+            # Each worker would bind its own random port: there would be no shared port.
+            print(f"authshim: --workers needs a fixed port in {key}, not 0", file=sys.stderr)
+            return 2
     try:
         # Held until serving ends: a second authshim on these addresses is refused, not let in.
-        with ports.claimed(config):
-            return _serve_claimed(config, workers)
+        with ports.claimed(config), _forward_auth_socket(config) as forward_auth:
+            return _serve_claimed(config, workers, forward_auth)
     except ListenError as exc:
         print(f"authshim: {exc}", file=sys.stderr)
         return 1
 
 
-def _serve_claimed(config: Config, workers: int) -> int:
+def _forward_auth_socket(config: Config) -> ContextManager[socket.socket | None]:
+    """The forward-auth listener's Unix socket, when it has one, for every worker."""
+    address = config.session.forward_auth_listen
+    if address is None or address.path is None:
+        return contextlib.nullcontext()
+    return unix_socket(address.path)
+
+
+def _serve_claimed(config: Config, workers: int, forward_auth: socket.socket | None) -> int:
     log.event(
         "serve",
         listen=f"{config.server.host}:{config.server.port}",
@@ -74,19 +91,33 @@ def _serve_claimed(config: Config, workers: int) -> int:
         loop=loop_factory().__module__.split(".")[0],
     )
     if workers == 1:
-        return _run_worker(config)
-    return _Supervisor(config, workers).run()
+        return _run_worker(config, forward_auth=forward_auth)
+    return _Supervisor(config, workers, forward_auth).run()
 
 
 def _run_worker(
-    config: Config, *, parent: int | None = None, ready: int | None = None, admin: bool = True
+    config: Config,
+    *,
+    parent: int | None = None,
+    ready: int | None = None,
+    admin: bool = True,
+    forward_auth: socket.socket | None = None,
 ) -> int:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(_worker(config, parent=parent, ready=ready, admin=admin))
+        runner.run(
+            _worker(config, parent=parent, ready=ready, admin=admin, forward_auth=forward_auth)
+        )
     return 0
 
 
-async def _worker(config: Config, *, parent: int | None, ready: int | None, admin: bool) -> None:
+async def _worker(
+    config: Config,
+    *,
+    parent: int | None,
+    ready: int | None,
+    admin: bool,
+    forward_auth: socket.socket | None = None,
+) -> None:
     """Serve until told to stop: SIGTERM (and SIGINT when alone), or the parent's end.
 
     A supervised worker shares the port (SO_REUSEPORT) and, once it listens, writes a byte to
@@ -105,12 +136,18 @@ async def _worker(config: Config, *, parent: int | None, ready: int | None, admi
     await runner.setup()
     in_flight = _count_requests(runner)
     admin_runner: web.AppRunner | None = None
+    fa_listener: Listener | None = None
     try:
         site = web.TCPSite(
             runner, config.server.host, config.server.port, backlog=BACKLOG,
             reuse_port=parent is not None,
         )  # fmt: skip
         await site.start()
+        if config.session.forward_auth_listen is not None:
+            fa_listener = await start_forward_auth(
+                runner.app[SERVICES], config, runner.app[METRICS].observe,
+                reuse_port=parent is not None, sock=forward_auth,
+            )  # fmt: skip
         if admin and config.admin.enabled:
             admin_runner = await run_admin_site(runner.app, config)
         if ready is not None:
@@ -125,6 +162,8 @@ async def _worker(config: Config, *, parent: int | None, ready: int | None, admi
             except TimeoutError:
                 pass
     finally:
+        if fa_listener is not None:
+            await fa_listener.stop()
         await _drain(runner, in_flight)
         if admin_runner is not None:
             await admin_runner.cleanup()
@@ -183,9 +222,10 @@ async def _drain(runner: web.AppRunner, in_flight: _InFlight) -> None:
 class _Supervisor:
     """Forks the workers and watches them; all state lives in this one parent process."""
 
-    def __init__(self, config: Config, workers: int) -> None:
+    def __init__(self, config: Config, workers: int, forward_auth: socket.socket | None) -> None:
         self._config = config
         self._workers = workers
+        self._forward_auth = forward_auth  # the Unix socket every worker accepts on
         self._children: dict[int, int] = {}  # pid -> read end of its readiness pipe
         self._admin_pid: int | None = None  # the worker that binds the admin listener
         self._stopping_since: float | None = None
@@ -222,7 +262,10 @@ class _Supervisor:
                     os.close(fd)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                status = _run_worker(self._config, parent=parent, ready=ready_w, admin=admin)
+                status = _run_worker(
+                    self._config, parent=parent, ready=ready_w, admin=admin,
+                    forward_auth=self._forward_auth,
+                )  # fmt: skip
             except BaseException as exc:  # a worker must never return into the parent's code
                 log.event("worker.failed", pid=os.getpid(), error=f"{type(exc).__name__}: {exc}")
             finally:

@@ -18,7 +18,7 @@ from proxy.readiness import LoginActivity
 from proxy.resets import ResetQueue
 from proxy.rules.engine import RuleEngine
 from proxy.rules.weak import WeakPasswords
-from proxy.sessions import Sessions, identity_headers
+from proxy.sessions import UNKNOWN, Sessions, Unknown, identity_headers
 from proxy.stats import Counters
 from proxy.writebehind import WriteBehind
 from store.base import Store, User
@@ -79,6 +79,15 @@ class Services:
             # The rules' identity values, re-evaluated at most every ttl; a deny drops them.
             return user if await self.rules.session(user, self.modes.current) else None
         return user
+
+    def session_user_now(self, cookie_value: str | None) -> User | Unknown | None:
+        """``session_user()`` of the session cookie's value without waiting: ``UNKNOWN`` when
+        the store or the rules must be asked first (then await ``session_user``)."""
+        user = self.sessions.user_now(cookie_value)
+        if user is None or user is UNKNOWN or self.rules is None:
+            return user
+        allowed = self.rules.session_now(user)
+        return UNKNOWN if allowed is None else user if allowed else None
 
 
 def apply_identity(headers: dict[str, str], values: dict[str, str | None]) -> None:

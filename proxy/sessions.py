@@ -11,6 +11,7 @@ on other replicas within ``session.cache_ttl``.
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import hmac
 import re
@@ -111,6 +112,15 @@ def clear_cookie(config: SessionConfig) -> str:
 _NONE_REVOKED: frozenset[str] = frozenset()
 
 
+class Unknown(enum.Enum):
+    """Not known without a store read (``Sessions.user_now``)."""
+
+    UNKNOWN = "unknown"
+
+
+UNKNOWN = Unknown.UNKNOWN
+
+
 class Sessions:
     """Resolves a request's session cookie to a live user, caching users (and their revoked
     sessions) for ``session.cache_ttl``."""
@@ -132,19 +142,20 @@ class Sessions:
 
     async def user(self, cookie_value: str | None) -> User | None:
         """Return the user of a valid, unrevoked session cookie value, else None."""
-        if not cookie_value:
-            return None
-        claims = self.codec.verify(cookie_value)
+        claims = self.codec.verify(cookie_value) if cookie_value else None
         if claims is None:
             return None
         hit = self._cached(claims.user_id)  # the common case, without a coroutine
-        _, user, revoked = hit if hit is not None else await self._load(claims.user_id)
-        # SECURITY: a bumped epoch (password change, revoke) ends every older session.
-        if user is None or user.blocked or user.session_epoch != claims.epoch:
+        return _live(claims, hit if hit is not None else await self._load(claims.user_id))
+
+    def user_now(self, cookie_value: str | None) -> User | Unknown | None:
+        """``user()`` without waiting: ``UNKNOWN`` when the user must be read from the store
+        first (not cached here, or cached longer than ``session.cache_ttl`` ago)."""
+        claims = self.codec.verify(cookie_value) if cookie_value else None
+        if claims is None:
             return None
-        if claims.session_id in revoked:  # SECURITY: this session was logged out
-            return None
-        return user
+        hit = self._cached(claims.user_id)
+        return UNKNOWN if hit is None else _live(claims, hit)
 
     async def revoke(self, cookie_value: str | None) -> bool:
         """End the session of a genuine cookie value for good (a logout): here at once, on
@@ -180,6 +191,17 @@ class Sessions:
         entry = (now, user, revoked or _NONE_REVOKED)
         self._cache[user_id] = entry
         return entry
+
+
+def _live(claims: Claims, cached: tuple[float, User | None, frozenset[str]]) -> User | None:
+    """The claims' user, unless the session has ended since the cookie was issued."""
+    _, user, revoked = cached
+    # SECURITY: a bumped epoch (password change, revoke) ends every older session.
+    if user is None or user.blocked or user.session_epoch != claims.epoch:
+        return None
+    if claims.session_id in revoked:  # SECURITY: this session was logged out
+        return None
+    return user
 
 
 def identity_headers(

@@ -43,10 +43,11 @@ def haproxy(tmp_path: Path) -> Iterator[Any]:
         pytest.skip("haproxy is not installed (.ci/run installs it)")
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(authshim: str, legacy: str) -> str:
+    def start(authshim: str, check: str, legacy: str) -> str:
         port = free_port()
         lua = (RECIPE / "authshim.lua").read_text()
-        (tmp_path / "authshim.lua").write_text(lua.replace("127.0.0.1:8080", authshim))
+        assert "http://127.0.0.1:8082" in lua
+        (tmp_path / "authshim.lua").write_text(lua.replace("127.0.0.1:8082", check))
         cfg = (RECIPE / "haproxy.cfg").read_text()
         for old, new in [
             ("127.0.0.1:8081", f"127.0.0.1:{port}"),
@@ -75,10 +76,13 @@ async def site(
     def change(raw: dict[str, Any]) -> None:
         accounts(tmp_path / "outbox")(raw)
         raw["session"].update(forward_auth_ttl=f"{TTL}s", cache_ttl="0s")
+        raw["session"]["forward_auth_listen"] = "127.0.0.1:0"  # the lean listener
 
     proxy = await start_proxy(change)
-    base = haproxy(_host_port(proxy.server), _host_port(legacy_server))
-    return Site(proxy.server, proxy.client, base)
+    assert proxy.forward_auth is not None
+    check = f"127.0.0.1:{proxy.forward_auth.port}"
+    base = haproxy(_host_port(proxy.server), check, _host_port(legacy_server))
+    return Site(proxy.server, proxy.client, base=base)
 
 
 async def test_page_views_get_the_identity_from_the_auth_answer(

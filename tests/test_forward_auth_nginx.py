@@ -45,12 +45,15 @@ http {{
 """
 
 
-def recipe(folder: Path, *, port: int, authshim: str, legacy: str, cached: bool) -> str:
+def recipe(
+    folder: Path, *, port: int, authshim: str, check: str, legacy: str, cached: bool
+) -> str:
     """The recipe with this test's ports and folders (and its cache off when not ``cached``)."""
     site = RECIPE.read_text()
     for old, new in [
         ("127.0.0.1:8081", f"127.0.0.1:{port}"),
         ("127.0.0.1:8080", authshim),
+        ("server 127.0.0.1:8082", f"server {check}"),
         ("127.0.0.1:8000", legacy),
         ("/run/nginx-authshim", str(folder / "auth-cache")),
     ]:
@@ -70,11 +73,13 @@ def nginx(tmp_path: Path) -> Iterator[Callable[..., str]]:
         pytest.skip("nginx is not installed (.ci/run installs nginx-light)")
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(authshim: str, legacy: str, *, cached: bool) -> str:
+    def start(authshim: str, check: str, legacy: str, *, cached: bool) -> str:
         folder = tmp_path / ("cached" if cached else "uncached")
         folder.mkdir()
         port = free_port()
-        site = recipe(folder, port=port, authshim=authshim, legacy=legacy, cached=cached)
+        site = recipe(
+            folder, port=port, authshim=authshim, check=check, legacy=legacy, cached=cached
+        )
         (folder / "site.conf").write_text(site)
         user = "user root;" if os.geteuid() == 0 else ""  # workers write the cache in tmp_path
         (folder / "nginx.conf").write_text(MAIN.format(dir=folder, user=user))
@@ -113,10 +118,16 @@ async def site(
         accounts(tmp_path / "outbox")(raw)
         # A revocation made on another replica: no in-process cache hides it.
         raw["session"].update(forward_auth_ttl=f"{TTL}s", cache_ttl="0s")
+        # The checks go to the lean listener, on a Unix socket for the uncached recipe.
+        socket = f"unix:{tmp_path / 'forward-auth.sock'}"
+        raw["session"]["forward_auth_listen"] = "127.0.0.1:0" if cached else socket
 
     proxy = await start_proxy(change)
-    base = nginx(_host_port(proxy.server), _host_port(legacy_server), cached=cached)
-    return Site(proxy.server, proxy.client, base)
+    assert proxy.forward_auth is not None
+    fa = proxy.svc.config.session.forward_auth_listen
+    check = str(fa) if fa is not None and fa.path else f"127.0.0.1:{proxy.forward_auth.port}"
+    base = nginx(_host_port(proxy.server), check, _host_port(legacy_server), cached=cached)
+    return Site(proxy.server, proxy.client, base=base)
 
 
 async def whoami(url: str, cookie: str | None, **extra: str) -> str | None:

@@ -130,10 +130,11 @@ def nginx_site(tmp_path: Path) -> Iterator[Any]:
         site = (SPA / "nginx-site.conf").read_text()
         for old, new in [
             ("127.0.0.1:8081", f"127.0.0.1:{port}"),
-            ("http://127.0.0.1:8080", authshim),
-            ("http://127.0.0.1:8000", api),
+            ("127.0.0.1:8080", authshim.removeprefix("http://")),
+            ("127.0.0.1:8000", api.removeprefix("http://")),
             ("/srv/spa/static", str(root)),
         ]:
+            assert old in site, old
             site = site.replace(old, new)
         (tmp_path / "site.conf").write_text(site)
         (tmp_path / "nginx.conf").write_text(NGINX_MAIN.format(dir=tmp_path))

@@ -15,7 +15,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from proxy import ports
 from proxy.cli import main
+from proxy.forward_auth.listener import unix_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -29,13 +31,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(folder: Path, port: int, upstream: str, admin_port: int | None = None) -> Path:
-    config = folder / "authshim.toml"
+def write_config(
+    folder: Path,
+    port: int,
+    upstream: str,
+    admin_port: int | None = None,
+    forward_auth: str | None = None,
+    name: str = "authshim.toml",
+) -> Path:
+    config = folder / name
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\n'
         f'[upstream]\nurl = "{upstream}"\n'
         f'[store]\nurl = "sqlite:///{folder / "authshim.db"}"\n'
         '[session]\nsecret = "env:AUTHSHIM_SECRET"\nsecure = false\n'
+        + (f'forward_auth_listen = "{forward_auth}"\n' if forward_auth else "")
+        +
         "[passwords]\ntime_cost = 1\nmemory_cost = 64\nworkers = 1\n"
         + (f'[admin]\nlisten = "127.0.0.1:{admin_port}"\n' if admin_port else "")
     )
@@ -119,11 +130,15 @@ async def serve(legacy_server: TestServer, tmp_path: Path) -> AsyncIterator[Serv
     started: list[asyncio.subprocess.Process] = []
 
     async def start(
-        workers: int, port: int | None = None, admin_port: int | None = None
+        workers: int,
+        port: int | None = None,
+        admin_port: int | None = None,
+        forward_auth: str | None = None,
     ) -> Running:
         port = port or free_port()
         upstream = str(legacy_server.make_url("")).rstrip("/")
-        config = write_config(tmp_path, port, upstream, admin_port)
+        name = f"authshim-{len(started)}.toml"
+        config = write_config(tmp_path, port, upstream, admin_port, forward_auth, name)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxy.cli", "serve", "--config", str(config),
             "--workers", str(workers),
@@ -216,3 +231,66 @@ async def test_one_worker_serves_the_admin_listener(serve: Serve) -> None:
         client.get(f"http://127.0.0.1:{admin_port}/admin/mode") as answer,
     ):
         assert answer.status == 200 and (await answer.json())["mode"] == "migrate"
+
+
+async def test_workers_share_the_forward_auth_listener_on_tcp(serve: Serve) -> None:
+    """session.forward_auth_listen on TCP: every worker listens on its port (SO_REUSEPORT),
+    and each answers the check."""
+    fa_port = free_port()
+    running = await serve(2, forward_auth=f"127.0.0.1:{fa_port}")
+    workers = await running.wait_for_workers(2)
+    deadline = time.monotonic() + 20
+    while len([w for w in workers if sockets_of(w) & listening_inodes(fa_port)]) < 2:
+        assert time.monotonic() < deadline, "both workers did not listen on the forward-auth port"
+        await asyncio.sleep(0.05)
+    for _ in range(10):
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as c,
+            c.get(f"http://127.0.0.1:{fa_port}/.authshim/session") as answer,
+        ):
+            assert answer.status == 401
+
+
+async def test_the_forward_auth_unix_socket_is_shared_refused_twice_and_removed(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """unix:/path: the workers accept on the socket the parent bound; a second authshim on the
+    same path is refused; the socket file goes when serving ends."""
+    path = tmp_path / "fa.sock"
+    running = await serve(2, forward_auth=f"unix:{path}")
+    await running.wait_for_workers(2)
+    for _ in range(10):
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as c,
+            c.get("http://auth/.authshim/session") as answer,
+        ):
+            assert answer.status == 401
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666)
+    second = await serve(1, forward_auth=f"unix:{path}")
+    assert await asyncio.wait_for(second.proc.wait(), 20) == 1
+    assert second.proc.stderr is not None
+    assert b"session.forward_auth_listen: another authshim already serves unix:" in (
+        await second.proc.stderr.read()
+    )
+    running.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(running.proc.wait(), 20) == 0
+    assert not path.exists()
+
+
+def test_a_stale_socket_is_replaced_and_a_file_is_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A regular file where the socket goes is left alone and named; nothing is served."""
+    path = tmp_path / "fa.sock"
+    path.write_text("keep me")
+    config = write_config(tmp_path, free_port(), "http://127.0.0.1:9", forward_auth=f"unix:{path}")
+    monkeypatch.setenv("AUTHSHIM_SECRET", SECRET)
+    assert main(["serve", "--config", str(config)]) == 1
+    assert "exists and is not a socket" in capsys.readouterr().err
+    assert path.read_text() == "keep me"
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as gone:  # a socket file whose process ended
+        gone.bind(str(path))
+    ports.check_socket_free("session.forward_auth_listen", str(path))
+    with unix_socket(str(path)) as sock:
+        assert sock.getsockname() == str(path)

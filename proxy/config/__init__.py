@@ -55,6 +55,7 @@ from proxy.config.sessions import (
     IDENTITY_FIELDS,
     MIN_SECRET_LENGTH,
     LimitsConfig,
+    ListenAddress,
     PasswordConfig,
     SessionConfig,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "Config",
     "LegacyDbConfig",
     "LimitsConfig",
+    "ListenAddress",
     "LogConfig",
     "LoginRoute",
     "LogoutConfig",

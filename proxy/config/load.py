@@ -174,6 +174,18 @@ def load_readiness_days(path: str | Path) -> int:
     return days
 
 
+def _check_listeners(r: Reader, config: Config) -> None:
+    """The forward-auth listener needs an address of its own."""
+    fa = config.session.forward_auth_listen
+    if fa is None or fa.path is not None or fa.port == 0:
+        return
+    taken = {(config.server.host, config.server.port): "server.listen"}
+    if config.admin.enabled:
+        taken[(config.admin.host, config.admin.port)] = "admin.listen"
+    if (what := taken.get((fa.host, fa.port))) is not None:
+        r.error("session.forward_auth_listen", f"is the address of {what} ({fa})")
+
+
 def _check_features(r: Reader, config: Config) -> None:
     """What one section needs from another, and intercepted paths that collide."""
     if config.reset is not None and config.mail is None:
@@ -196,6 +208,7 @@ def _check_features(r: Reader, config: Config) -> None:
             r.error("lookup.source", "'database' needs [legacy_db]")
     if config.profile.refresh_on_login and config.lookup is None:
         r.error("profile.refresh_on_login", "needs [lookup]")
+    _check_listeners(r, config)
     for i, route in enumerate(config.logins):
         if route.profile.lookup and config.lookup is None:
             r.error(f"login[{i}].profile.lookup", "needs [lookup]")

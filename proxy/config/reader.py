@@ -167,9 +167,15 @@ class Reader:
             return default
 
     def listen(
-        self, raw: Mapping[str, Any], default: str, *, override: str | None = None
+        self,
+        raw: Mapping[str, Any],
+        default: str,
+        *,
+        override: str | None = None,
+        name: str = "listen",
     ) -> tuple[str, int]:
-        """``listen`` as ``(host, port)``; the default's parts when it is not ``host:port``.
+        """``name`` (``listen``) as ``(host, port)``; the default's parts when it is not
+        ``host:port``.
 
         The environment variable ``override``, when set, replaces what the file says: a
         container listens on all its addresses while the same file serves outside one.
@@ -179,9 +185,9 @@ class Reader:
         try:
             if from_env:
                 return parse_listen(from_env)
-            return parse_listen(self.get(raw, "listen", str, default))
+            return parse_listen(self.get(raw, name, str, default))
         except ValueError as exc:
-            self.error("listen", f"{exc} (from {override})" if from_env else str(exc))
+            self.error(name, f"{exc} (from {override})" if from_env else str(exc))
             return fallback
 
     def choice(self, raw: Mapping[str, Any], name: str, options: tuple[str, ...]) -> str:

@@ -17,6 +17,18 @@ MIN_SECRET_LENGTH = 32
 
 
 @dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """A TCP ``host:port``, or a Unix socket's ``path`` (``unix:/run/authshim/fa.sock``)."""
+
+    host: str = ""
+    port: int = 0
+    path: str | None = None
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}" if self.path is not None else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
 class SessionConfig:
     secret: Secret
     cookie: str = "authshim"
@@ -25,6 +37,8 @@ class SessionConfig:
     domain: str | None = None
     cache_ttl: float = 2.0
     forward_auth_ttl: float = 5.0  # how long a web server may cache a /.authshim/session answer
+    # The lean forward-auth listener (proxy/forward_auth/listener.py), or None.
+    forward_auth_listen: ListenAddress | None = None
     previous_secrets: tuple[Secret, ...] = ()  # still verified, never signed with (rotation)
 
 
@@ -59,7 +73,7 @@ class LimitsConfig:
 
 SESSION_KEYS = (
     "cookie", "secret", "max_age", "secure", "domain", "cache_ttl", "previous_secrets",
-    "forward_auth_ttl",
+    "forward_auth_ttl", "forward_auth_listen",
 )  # fmt: skip
 PASSWORDS_KEYS = ("time_cost", "memory_cost", "parallelism", "workers", "queue_limit")
 LIMITS_KEYS = (
@@ -82,6 +96,7 @@ def read_session(r: Reader, doc: Mapping[str, Any]) -> SessionConfig:
             domain=r.optional(t, "domain"),
             cache_ttl=r.duration(t, "cache_ttl", 2.0),
             forward_auth_ttl=_forward_auth_ttl(r, t),
+            forward_auth_listen=_forward_auth_listen(r, t),
             previous_secrets=_previous_secrets(r, t),
         )
 
@@ -98,6 +113,26 @@ def _forward_auth_ttl(r: Reader, t: dict[str, Any]) -> float:
         r.error("forward_auth_ttl", f"must be whole seconds from 0 to {FORWARD_AUTH_TTL_MAX:.0f}")
         return 0.0
     return ttl
+
+
+def _forward_auth_listen(r: Reader, t: dict[str, Any]) -> ListenAddress | None:
+    """``session.forward_auth_listen`` (or ``$AUTHSHIM_FORWARD_AUTH_LISTEN``): the lean
+    listener's ``host:port`` or ``unix:/absolute/path``, None when neither is set."""
+    name = "forward_auth_listen"
+    value = r.env.get(FORWARD_AUTH_LISTEN_ENV) or r.get(t, name, str, "")
+    if not value:
+        return None
+    if value.startswith("unix:"):
+        path = value[len("unix:") :]
+        if not path.startswith("/") or "\0" in path or len(path.encode()) > 100:
+            r.error(name, f"a Unix socket needs an absolute path of up to 100 bytes, got {value!r}")
+            return None
+        return ListenAddress(path=path)
+    host, port = r.listen(t, "127.0.0.1:8082", override=FORWARD_AUTH_LISTEN_ENV, name=name)
+    return ListenAddress(host, port)
+
+
+FORWARD_AUTH_LISTEN_ENV = "AUTHSHIM_FORWARD_AUTH_LISTEN"
 
 
 def _previous_secrets(r: Reader, t: dict[str, Any]) -> tuple[Secret, ...]:

@@ -99,15 +99,22 @@ class RuleEngine:
     def forget(self, user_id: str) -> None:
         self._identity.pop(user_id, None)
 
-    async def session(self, user: User, mode: str) -> bool:
-        """Whether ``user``'s session still carries an identity: the ``login`` rules run
-        again (``auth`` ``session``) when their values are older than ``ttl`` or unknown here
-        (another replica, a restart); a deny then drops the identity until the next ttl."""
+    def session_now(self, user: User) -> bool | None:
+        """``session()`` without waiting: None when the rules must run again first."""
         if not self._by_event["login"]:
             return True
         held = self._identity.get(user.id)
         if held is not None and held[0] > time.monotonic():
             return not held[2]
+        return None
+
+    async def session(self, user: User, mode: str) -> bool:
+        """Whether ``user``'s session still carries an identity: the ``login`` rules run
+        again (``auth`` ``session``) when their values are older than ``ttl`` or unknown here
+        (another replica, a restart); a deny then drops the identity until the next ttl."""
+        known = self.session_now(user)
+        if known is not None:
+            return known
         # Many requests of one user at once: one re-evaluation.
         task = self._refreshing.get(user.id)
         if task is None:
