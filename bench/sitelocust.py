@@ -10,25 +10,30 @@ What it reads:
   ``identifier`` and ``password`` fields), ``session.cookie``, and ``[reset]``
   (``request_path``, ``format``, ``email``) when it is there;
 - ``$AUTHSHIM_LOCUST_USERS``, a CSV with the columns ``login`` (email or username, as the
-  route's identifier) and ``password``: real test users of the legacy site (``authshim users
-  export`` cannot give passwords; create them in the legacy app, see docs/performance.md);
+  route's identifier) and ``password``, and ``email`` where the login is not one (for
+  ``[reset]``): real test users of the legacy site (``authshim users export`` cannot give
+  passwords; create them in the legacy app, see docs/performance.md);
 - ``$AUTHSHIM_LOCUST_PAGES``, comma-separated page paths viewed with a session (default
   ``/``); ``$AUTHSHIM_LOCUST_LOGIN`` picks another ``[[login]]`` by its path.
 
 The classes, each reported under its own name: a row's first login in this run
 ``[first login]`` (captured if the user had not migrated: use fresh test users for that
-figure), its later logins ``[migrated]``, wrong passwords ``[wrong password]`` (a refusal or a
-429 is right, a session is a failure), page views with a session ``[page]``, and password
-reset requests ``[reset]`` where ``[reset]`` is configured (the mail is not followed). Form
-pages are fetched first and their hidden inputs (CSRF tokens) sent back, as a browser does.
-Every visitor sends its own ``X-Forwarded-For``; list the load generator in
-``server.trusted_proxies`` or the brute-force limits count everyone as one address.
+figure), logins of rows that have logged in ``[migrated]``, wrong passwords ``[wrong
+password]`` (a refusal or a 429 is right, a session is a failure), page views with a session
+``[page]`` (an error, or a redirect to a login path, is a failure), and password reset
+requests ``[reset]`` where ``[reset]`` is configured (the mail is not followed). Page viewers
+log in first, as ``[first login]`` or ``[migrated]`` like everyone else. Form pages are
+fetched first and the hidden inputs (CSRF tokens) of the form that holds the route's fields
+sent back, as a browser does. Every visitor sends its own ``X-Forwarded-For``; list the load
+generator in ``server.trusted_proxies`` or the brute-force limits count everyone as one
+address (the run warns when the config trusts no proxy).
 """
 
 from __future__ import annotations
 
 import csv
 import html
+import logging
 import os
 import random
 import re
@@ -37,11 +42,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from locust import HttpUser, between, task
+from locust import HttpUser, between, events, task
 
-_HIDDEN = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
-_ATTR = re.compile(r"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_FORM = re.compile(r"<form\b.*?</form\s*>", re.IGNORECASE | re.DOTALL)
+_INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
+# Quoted or, as HTML allows, unquoted attribute values.
+_ATTR = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""")
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ class Site:
     reset: Route | None
     cookie: str
     pages: tuple[str, ...]
+    login_paths: tuple[str, ...]  # every [[login]] path: a page sent there had no session
+    trusts_proxy: bool  # server.trusted_proxies lists someone
 
 
 def read_site(config: Mapping[str, Any], pages: str = "", login_path: str = "") -> Site:
@@ -74,7 +84,9 @@ def read_site(config: Mapping[str, Any], pages: str = "", login_path: str = "") 
                       (raw_reset.get("email", "email"),))  # fmt: skip
     cookie = str(config.get("session", {}).get("cookie", "authshim"))
     paths = tuple(p.strip() for p in pages.split(",") if p.strip()) or ("/",)
-    return Site(login, reset, cookie, paths)
+    login_paths = tuple(str(r["path"]) for r in logins)
+    trusts_proxy = bool(config.get("server", {}).get("trusted_proxies"))
+    return Site(login, reset, cookie, paths, login_paths, trusts_proxy)
 
 
 def read_users(path: Path) -> list[dict[str, str]]:
@@ -86,14 +98,45 @@ def read_users(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def hidden_fields(page: str) -> dict[str, str]:
-    """The hidden inputs of a form page (CSRF tokens and the like)."""
-    fields = {}
-    for tag in _HIDDEN.findall(page):
-        attrs = {m[0].lower(): html.unescape(m[1] or m[2]) for m in _ATTR.findall(tag)}
-        if attrs.get("type", "").lower() == "hidden" and attrs.get("name"):
-            fields[attrs["name"]] = attrs.get("value", "")
-    return fields
+def reset_address(row: Mapping[str, str]) -> str:
+    """The address a row's reset request names: its ``email``, else its login."""
+    return row.get("email") or row["login"]
+
+
+def _inputs(markup: str) -> list[dict[str, str]]:
+    """The attributes of every ``<input>`` in ``markup``."""
+    return [
+        {m[0].lower(): html.unescape(m[1] or m[2] or m[3]) for m in _ATTR.findall(tag)}
+        for tag in _INPUT.findall(markup)
+    ]
+
+
+def hidden_fields(page: str, field: str = "") -> dict[str, str]:
+    """The hidden inputs (CSRF tokens and the like) of the page's form that has an input named
+    ``field``, or of the whole page when no form has one (a form built by script)."""
+    # A page may hold several forms (log in, sign up, search), each with its own hidden inputs.
+    forms = _FORM.findall(page)
+    chosen = next((f for f in forms if any(i.get("name") == field for i in _inputs(f))), page)
+    return {
+        i["name"]: i.get("value", "")
+        for i in _inputs(chosen)
+        if i.get("type", "").lower() == "hidden" and i.get("name")
+    }
+
+
+def site_warnings(site: Site, reset_rows: list[dict[str, str]]) -> list[str]:
+    """What in the config or the CSV makes the figures mean less than they seem to
+    (``reset_rows``: the rows with an address to ask a reset for)."""
+    found = []
+    if not site.trusts_proxy:
+        found.append(
+            "the config lists no server.trusted_proxies: authshim counts every visitor as the "
+            "load generator's address, so wrong passwords soon block everyone's logins (429)"
+        )
+    if site.reset is not None and not reset_rows:
+        found.append("no CSV row has an email (an email column, or emails as logins): "
+                     "no [reset] requests")  # fmt: skip
+    return found
 
 
 def _site() -> tuple[Site, list[dict[str, str]]]:
@@ -110,8 +153,28 @@ def _site() -> tuple[Site, list[dict[str, str]]]:
 
 
 SITE, USERS = _site()
+RESET_ROWS = [r for r in USERS if "@" in reset_address(r)]
+WARNINGS = site_warnings(SITE, RESET_ROWS)
 _FIRST: Iterator[dict[str, str]] = iter(random.sample(USERS, len(USERS)))
-_LOGGED_IN: set[str] = set()
+_LOGGED_IN: list[dict[str, str]] = []  # rows whose first login in this run gave a session
+
+
+def next_login() -> tuple[dict[str, str], str]:
+    """The row to log in next and its class: every row's first login once, then rows that
+    have logged in (any row while their first logins are still under way)."""
+    row = next(_FIRST, None)
+    if row is not None:
+        return row, "first login"
+    return random.choice(_LOGGED_IN or USERS), "migrated"
+
+
+def _warn(**_: Any) -> None:
+    """Say what ``site_warnings`` found, once locust's logging is set up."""
+    for text in WARNINGS:
+        logging.getLogger("sitelocust").warning(text)
+
+
+events.init.add_listener(_warn)
 
 
 class Visitor(HttpUser):
@@ -135,7 +198,7 @@ class Visitor(HttpUser):
             return self.client.post(route.path, json=data, name=name, allow_redirects=False,
                                     catch_response=True)  # fmt: skip
         page = self.client.get(route.path, name=f"{route.path} [form page]")
-        form = {**hidden_fields(page.text), **data}
+        form = {**hidden_fields(page.text, route.fields[0]), **data}
         return self.client.post(route.path, data=form, name=name, allow_redirects=False,
                                 catch_response=True)  # fmt: skip
 
@@ -145,22 +208,26 @@ class Visitor(HttpUser):
     def has_session(self, response: Any) -> bool:
         return SITE.cookie in response.cookies
 
+    def log_in(self) -> None:
+        """Log the next row in with its right password (``next_login``); a session must come
+        back."""
+        row, kind = next_login()
+        with self.login(row, row["password"], kind) as r:
+            if not self.has_session(r):
+                r.failure(f"{kind}: {r.status_code} without a session cookie")
+                return
+        if kind == "first login":
+            _LOGGED_IN.append(row)
+
 
 class Logins(Visitor):
-    """Right passwords: each row's first login in this run, then its later ones."""
+    """Right passwords: each row's first login in this run, then later ones."""
 
     weight = 2
 
     @task
-    def log_in(self) -> None:
-        row = next(_FIRST, None)
-        kind = "first login"
-        if row is None:
-            row, kind = random.choice(USERS), "migrated"
-        with self.login(row, row["password"], kind) as r:
-            if not self.has_session(r):
-                r.failure(f"{kind}: {r.status_code} without a session cookie")
-        _LOGGED_IN.add(row["login"])
+    def logins(self) -> None:
+        self.log_in()
 
 
 class WrongPasswords(Visitor):
@@ -186,10 +253,7 @@ class PageViews(Visitor):
 
     def on_start(self) -> None:
         super().on_start()
-        self.row = random.choice(USERS)
-        with self.login(self.row, self.row["password"], "page viewer login") as r:
-            if not self.has_session(r):
-                r.failure(f"page viewer login: {r.status_code}")
+        self.log_in()
 
     @task
     def page(self) -> None:
@@ -197,6 +261,8 @@ class PageViews(Visitor):
         with self.client.get(path, name=f"{path} [page]", catch_response=True) as r:
             if r.status_code >= 400:
                 r.failure(f"page: {r.status_code}")
+            elif r.history and urlsplit(r.url).path in SITE.login_paths:
+                r.failure(f"page: sent to the login page {urlsplit(r.url).path}: no session")
 
 
 class Resets(Visitor):
@@ -210,8 +276,7 @@ class Resets(Visitor):
         if SITE.reset is None:
             return
         self.new_address()
-        row = random.choice(USERS)
-        address = row.get("email") or row["login"]
+        address = reset_address(random.choice(RESET_ROWS))
         with self.submit(SITE.reset, (address,), f"{SITE.reset.path} [reset]") as r:
             if r.status_code >= 400 and r.status_code != 429:
                 r.failure(f"reset request: {r.status_code}")
@@ -219,5 +284,5 @@ class Resets(Visitor):
                 r.success()
 
 
-if SITE.reset is None:
-    del Resets  # no [reset]: locust runs only the classes this module holds
+if SITE.reset is None or not RESET_ROWS:
+    del Resets  # no [reset] or no address: locust runs only the classes this module holds
