@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import nginx, wrk
-from bench.procs import Cores, Sampler, authshim, free_port, started, tree, wait_port
+from bench.procs import (
+    Cores,
+    Sampler,
+    authshim,
+    free_port,
+    started,
+    tree,
+    wait_port,
+    wait_socket,
+)
 from bench.report import Row
 from bench.seed import Argon2, email, write_config
 from bench.stubs import PASSWORD
@@ -71,15 +80,16 @@ def running(
     upstream: str,
     cores: Sequence[int] | None = None,
     failure_floor: str = "auto",
-    forward_auth: bool = False,
+    forward_auth: str | None = None,
 ) -> Iterator[Authshim]:
     """``authshim serve --workers N`` with a generated config, until the block ends; with
-    the lean forward-auth listener too when ``forward_auth``."""
+    the lean forward-auth listener too: ``"tcp"`` on a port of its own, or ``"unix:PATH"``."""
     port = free_port()
-    fa_port = free_port() if forward_auth else None
+    fa_port = free_port() if forward_auth == "tcp" else None
+    fa_listen = f"127.0.0.1:{fa_port}" if fa_port else forward_auth
     config = write_config(
         env.work / f"{name}.toml", port=port, upstream=upstream, store=env.store_url,
-        argon2=env.argon2, failure_floor=failure_floor, forward_auth_port=fa_port,
+        argon2=env.argon2, failure_floor=failure_floor, forward_auth=fa_listen,
     )  # fmt: skip
     argv = authshim(config, env.workers)
     with started(argv, port, env.work / f"{name}.log", cores=cores) as proc:
@@ -91,6 +101,8 @@ def running(
         time.sleep(0.5 if env.workers > 1 else 0.1)  # every worker bound and warm
         if fa_port is not None:
             wait_port(fa_port, proc)
+        elif fa_listen is not None:
+            wait_socket(fa_listen.removeprefix("unix:"), proc)
         yield Authshim(port, proc.pid, fa_port)
 
 

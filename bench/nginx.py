@@ -127,24 +127,28 @@ def peer(
 
 
 # Forward-auth side by side (bench/forwardauth.py): as recipes/nginx-forward-auth does it, with
-# the auth answer cached per session cookie, and without the cache.
-_AUTH = """
+# the auth answer cached per session cookie, and without the cache; each case on a port of
+# one nginx with one worker.
+_AUTH_HTTP = """
   upstream stub {{ server 127.0.0.1:{upstream}; keepalive 128; }}
   upstream authshim {{ server 127.0.0.1:{authshim}; keepalive 128; }}
-  proxy_cache_path {dir}/auth-cache levels=1 keys_zone=authshim_auth:10m inactive=60s
-                   use_temp_path=off;
+  upstream lean {{ server 127.0.0.1:{lean}; keepalive 128; }}
+  upstream lean_unix {{ server unix:{lean_unix}; keepalive 128; }}
+  proxy_cache_path {cache} levels=1 keys_zone=authshim_auth:10m inactive=60s use_temp_path=off;
   proxy_http_version 1.1;
   proxy_set_header Connection "";
   proxy_set_header Host $host;
   proxy_max_temp_file_size 0;
   proxy_buffer_size 16k;
   proxy_buffers 16 64k;
+"""
+_SERVER = """
   server {{
-    listen 127.0.0.1:{plain} backlog=4096;
-    location / {{ proxy_pass http://stub; }}
+    listen 127.0.0.1:{port} backlog=4096;
+{body}
   }}
-  server {{
-    listen 127.0.0.1:{cached} backlog=4096;
+"""
+_GUARDED = """
     location / {{
       auth_request /_authshim;
       auth_request_set $user $upstream_http_x_forwarded_user;
@@ -155,55 +159,66 @@ _AUTH = """
     }}
     location = /_authshim {{
       internal;
-      proxy_pass http://authshim/.authshim/session;
+{check}
+    }}
+"""
+_ASK = """
+      proxy_pass http://{upstream}{path};
       proxy_method GET;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header Connection "";
       proxy_set_header Cookie "authshim=$cookie_authshim";
+"""
+_CACHE = """
       proxy_cache authshim_auth;
       proxy_cache_key "authshim:$cookie_authshim";
       proxy_cache_lock on;
       proxy_ignore_headers Vary;
-    }}
-  }}
-  server {{
-    listen 127.0.0.1:{uncached} backlog=4096;
-    location / {{
-      auth_request /_authshim;
-      auth_request_set $user $upstream_http_x_forwarded_user;
-      proxy_set_header X-Forwarded-User $user;
-      proxy_set_header Connection "";  # a location's own proxy_set_header drops the inherited
-      proxy_set_header Host $host;
-      proxy_pass http://stub;
-    }}
-    location = /_authshim {{
-      internal;
-      proxy_pass http://authshim/.authshim/session;
-      proxy_method GET;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header Connection "";
-      proxy_set_header Cookie "authshim=$cookie_authshim";
-    }}
-  }}
-{token}
+      open_file_cache max=10000 inactive=60s;
+      open_file_cache_valid 60s;
 """
+SESSION = "/.authshim/session"
+# Each case's auth location: what is asked (and cached) before the page is proxied.
+CHECKS = {
+    "cached": _ASK.format(upstream="lean", path=SESSION) + _CACHE,
+    "uncached": _ASK.format(upstream="lean", path=SESSION),
+    "unix": _ASK.format(upstream="lean_unix", path=SESSION),
+    "main": _ASK.format(upstream="authshim", path=SESSION),
+    # The floors: a check answered by nginx within the subrequest, and one answered over TCP
+    # at once by a C server (the stub's 204): what any check inside or beside nginx costs.
+    "floor-subrequest": "      return 204;",
+    "floor-c": _ASK.format(upstream="stub", path="/empty"),
+}
+
+
+def forward_auth_servers(ports: dict[str, int]) -> str:
+    """One server block per case in ``ports``: plain, a ``CHECKS`` case, or token."""
+    servers = []
+    for case, port in ports.items():
+        if case == "plain":
+            body = "    location / { proxy_pass http://stub; }"
+        elif case == "token":
+            body = _TOKEN_LOCATION
+        else:
+            body = _GUARDED.format(check=CHECKS[case])
+        servers.append(_SERVER.format(port=port, body=body))
+    return "".join(servers)
+
 
 # The signed-identity-token prototype: njs checks an HMAC-signed, expiring identity cookie
 # with no subrequest at all (measured only; see docs/performance.md for why it is not shipped).
-_TOKEN = """
+_TOKEN_HTTP = """
   js_import token from {dir}/token.js;
   js_set $token_user token.user;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{
-      if ($token_user = "") {{ return 401; }}
+"""
+_TOKEN_LOCATION = """
+    location / {
+      if ($token_user = "") { return 401; }
       proxy_set_header X-Forwarded-User $token_user;
       proxy_set_header Connection "";
       proxy_pass http://stub;
-    }}
-  }}
+    }
 """
 
 TOKEN_JS = """
@@ -233,22 +248,23 @@ def forward_auth(
     ports: dict[str, int],
     upstream: int,
     authshim: int,
+    lean: int,
+    lean_unix: str,
+    cache: Path,
     cores: Sequence[int] | None,
     token_key: str | None,
-) -> Iterator[None]:
-    """One nginx worker serving ``ports``: plain, cached, uncached (and token, with njs)."""
+) -> Iterator[int]:
+    """One nginx worker serving each case on its port in ``ports``; yields the master's pid."""
     nginx = need("nginx", "nginx-light")
     folder.mkdir(parents=True, exist_ok=True)
-    token, modules = "", ""
+    modules, http = "", _AUTH_HTTP.format(
+        upstream=upstream, authshim=authshim, lean=lean, lean_unix=lean_unix, cache=cache
+    )
     if token_key is not None and "token" in ports:
         (folder / "token.js").write_text(TOKEN_JS.replace("TOKEN_KEY", token_key))
-        token = _TOKEN.format(dir=folder, port=ports["token"])
+        http += _TOKEN_HTTP.format(dir=folder)
         modules = f"load_module {NJS};"
-    servers = _AUTH.format(
-        dir=folder, upstream=upstream, authshim=authshim, token=token,
-        plain=ports["plain"], cached=ports["cached"], uncached=ports["uncached"],
-    )  # fmt: skip
-    conf = _write(folder, servers, 1, modules)
+    conf = _write(folder, http + forward_auth_servers(ports), 1, modules)
     argv = [nginx, "-c", str(conf), "-p", str(folder)]
-    with started(argv, ports["plain"], folder / "out.log", cores=cores):
-        yield
+    with started(argv, next(iter(ports.values())), folder / "out.log", cores=cores) as proc:
+        yield proc.pid

@@ -76,6 +76,19 @@ def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: f
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def wait_socket(path: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Wait until something accepts connections on the Unix socket ``path``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
+        with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
+            probe.connect(path)
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on unix:{path} after {timeout} s")
+
+
 @contextlib.contextmanager
 def started(
     argv: Sequence[str], port: int, log: Path, *, cores: Sequence[int] | None = None

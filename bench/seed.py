@@ -54,12 +54,12 @@ def write_config(
     queue_limit: int = 64,
     hash_workers: int = 0,
     failure_floor: str = "auto",
-    forward_auth_port: int | None = None,
+    forward_auth: str | None = None,
 ) -> Path:
     """An authshim config in front of the legacy stub (form and JSON login routes, password
     resets answered by authshim, their mail written to ``mail_folder(path.parent)``), with
-    the lean forward-auth listener on ``forward_auth_port`` when given."""
-    fa_listen = f"forward_auth_listen = {json.dumps(f'127.0.0.1:{forward_auth_port}')}"
+    the lean forward-auth listener on ``forward_auth`` (``host:port`` or ``unix:PATH``)."""
+    fa_listen = f"forward_auth_listen = {json.dumps(forward_auth)}" if forward_auth else ""
     s = json.dumps
     legacy = upstream.rstrip("/")
     path.write_text(
@@ -121,7 +121,7 @@ from = {s("noreply@" + DOMAIN)}
 [session]
 secret = {s(SECRET)}
 secure = false
-{fa_listen if forward_auth_port else ""}
+{fa_listen}
 
 [identity]
 "X-Forwarded-User" = "username"
