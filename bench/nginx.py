@@ -63,29 +63,6 @@ _PEER = """
   proxy_max_temp_file_size 0;
   proxy_buffer_size 16k;
   proxy_buffers 16 64k;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{ proxy_pass http://stub; }}
-  }}
-  server {{
-    listen 127.0.0.1:{auth_port} backlog=4096;
-    location / {{
-      auth_request /_authshim;
-      auth_request_set $user $upstream_http_x_forwarded_user;
-      proxy_set_header X-Forwarded-User $user;
-      proxy_set_header Connection "";  # a location's own proxy_set_header drops the inherited
-      proxy_set_header Host $host;
-      proxy_pass http://stub;
-    }}
-    location = /_authshim {{
-      internal;
-      proxy_pass http://authshim/.authshim/session;
-      proxy_method GET;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header Connection "";
-    }}
-  }}
 """
 
 
@@ -119,7 +96,9 @@ def peer(
 ) -> Iterator[None]:
     """The peer proxy: ``port`` proxies the upstream, ``auth_port`` adds auth_request."""
     nginx = need("nginx", "nginx-light")
-    servers = _PEER.format(port=port, auth_port=auth_port, upstream=upstream, authshim=authshim)
+    servers = _PEER.format(upstream=upstream, authshim=authshim)
+    # auth_port: as the forward-auth scenario's uncached check of the main listener
+    servers += forward_auth_servers({"plain": port, "main": auth_port})
     conf = _write(folder, servers, len(cores))
     argv = [nginx, "-c", str(conf), "-p", str(folder)]
     with started(argv, port, folder / "out.log", cores=cores):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from proxy.flows.common import RETRY_AFTER
 from proxy.services import Services
 from proxy.sessions import UNKNOWN
 from store.base import User
@@ -34,7 +35,7 @@ class Answer:
 
 UNAVAILABLE = Answer(
     503,
-    {**NOT_CACHED, **_JSON, "Retry-After": "1"},
+    {**NOT_CACHED, **_JSON, **RETRY_AFTER},
     orjson.dumps({"error": "the user store is unavailable"}),
 )
 _NO_SESSION = orjson.dumps({"error": "no valid session"})

@@ -120,7 +120,7 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._cookie: str | None = None
-        self._head_size = 0
+        self._url_size = 0  # llhttp may hand the request line's target over in pieces
         self._headers = 0
         self._body = 0
 
@@ -169,12 +169,11 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def on_url(self, url: bytes) -> None:
-        self._head_size += len(url)
-        if self._head_size > self._checker.max_line:
+        self._url_size += len(url)
+        if self._url_size > self._checker.max_line:
             raise _TooLarge(431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value)
         self._headers += 1
         if self._headers > self._checker.max_headers or len(value) > self._checker.max_field:
             raise _TooLarge(431)
